@@ -1,0 +1,73 @@
+"""The ``orchestrator`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from orchestrator.commands import COMMAND_MODULES
+from orchestrator.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Run Compose-style stacks on an embedded container runtime.",
+    )
+    parser.add_argument("--root", help="state directory (default $ORCHESTRATOR_ROOT or /var/lib/orchestrator)")
+    parser.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="stack file (repeatable; later files override earlier ones)",
+    )
+    parser.add_argument("-p", "--project-name", dest="project_name", help="project name")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command group not written yet
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except _runtime_error() as exc:
+        if args.debug:
+            raise
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``orchestrator logs | head``): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _runtime_error() -> type[Exception]:
+    from runtime.errors import Error
+
+    return Error
