@@ -1,0 +1,120 @@
+"""Shared fixtures: a private state root per test, and a session-wide leak check.
+
+Every test that touches the kernel must leave nothing behind: no mount whose source or target
+names orchestrator (or lies under a test's state root), no host interface named ``orc*``, no cgroup
+under an ``orchestrator`` parent, no process of ours. The check runs around every test that uses
+``state_root`` and fails the test that leaked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if is_root():
+        return
+    skip = pytest.mark.skip(reason="needs root and the real kernel")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+def _mounts(marker: str) -> list[str]:
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            target = fields[4]
+            source = fields[fields.index("-") + 2] if "-" in fields else ""
+            if "orchestrator" in target or "orchestrator" in source or (marker and marker in target):
+                found.append(target)
+    return found
+
+
+def _interfaces() -> list[str]:
+    try:
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    names = [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
+    return [n for n in names if n.startswith("orc")]
+
+
+def _cgroups() -> list[str]:
+    found = []
+    if not CGROUP_ROOT.is_dir():
+        return found
+    for controller in CGROUP_ROOT.iterdir():
+        parent = controller / "orchestrator"
+        if parent.is_dir():
+            found += [str(p) for p in parent.rglob("*") if p.is_dir()]
+    return found
+
+
+def _processes(marker: str) -> list[str]:
+    """Processes started from a test's state root (monitors, containers) or named orc-*."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if comm.startswith("orc-") or (marker and marker in cmdline):
+            found.append(f"{entry} {comm} {cmdline[:80]}")
+    return found
+
+
+def leftovers(marker: str = "") -> dict[str, list[str]]:
+    found = {
+        "mounts": _mounts(marker),
+        "interfaces": _interfaces(),
+        "cgroups": _cgroups(),
+        "processes": _processes(marker),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ORCHESTRATOR_ROOT; the test fails if it leaves anything on the host."""
+    root = tmp_path / "state"
+    root.mkdir()
+    monkeypatch.setenv("ORCHESTRATOR_ROOT", str(root))
+    before = leftovers(str(root))
+    yield root
+    after = leftovers(str(root))
+    leaked = {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items()}
+    leaked = {k: v for k, v in leaked.items() if v}
+    if leaked:
+        _cleanup(root)
+        pytest.fail(f"test left things on the host: {leaked}")
+
+
+def _cleanup(root: Path) -> None:
+    """Best effort, so one leaking test does not fail every later one."""
+    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+        target = line.split()[4]
+        if target.startswith(str(root)):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+    for proc in _processes(str(root)):
+        try:
+            os.kill(int(proc.split()[0]), 9)
+        except OSError:
+            pass
