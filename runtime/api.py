@@ -1,0 +1,239 @@
+"""The runtime's Python API: the OCI lifecycle over a state directory.
+
+    rt = Runtime(Path("/var/lib/orchestrator/runtime"))
+    rt.create("web", bundle)      # set up and waiting on exec.fifo
+    rt.start("web")               # the user's program runs
+    rt.state("web").status        # "running"
+    rt.kill("web", signal.SIGTERM)
+    rt.wait("web")                # {"exit_code": 143, ...}
+    rt.delete("web")
+
+``run`` is create and start in one step (no FIFO round trip). Every call checks the state machine
+and raises ``StateError`` for an operation the state forbids. The calling process must be
+single-threaded when it creates containers (a fork follows); a multi-threaded caller such as the
+trio supervisor goes through the fork server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from runtime import state as st
+from runtime.errors import Error, NotFound, StateError
+from runtime.monitor import Launched, LaunchOptions, spawn, wait_exit
+from runtime.spec import ContainerConfig, load_bundle
+
+
+class Runtime:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        cgroup_root: str = "/sys/fs/cgroup",
+        cgroup_parent: str = "orchestrator",
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.cgroup_root = cgroup_root
+        self.cgroup_parent = cgroup_parent
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str | os.PathLike[str], **options: Any) -> st.ContainerState:
+        return self._launch(container_id, load_bundle(bundle), create_only=True, **options)
+
+    def run(self, container_id: str, bundle: str | os.PathLike[str], **options: Any) -> st.ContainerState:
+        return self._launch(container_id, load_bundle(bundle), create_only=False, **options)
+
+    def launch(self, container_id: str, config: ContainerConfig, *, create_only: bool, **options: Any) -> st.ContainerState:
+        """Like create/run with an already loaded config."""
+        return self._launch(container_id, config, create_only=create_only, **options)
+
+    def _launch(
+        self,
+        container_id: str,
+        config: ContainerConfig,
+        *,
+        create_only: bool,
+        log_path: str | None = None,
+        pid_file: str | None = None,
+        log_max_size: int = 10 * 1024 * 1024,
+        log_max_files: int = 3,
+        inherit_stdio: bool = False,
+    ) -> st.ContainerState:
+        st.validate_id(container_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        options = LaunchOptions(
+            create_only=create_only,
+            log_path=log_path,
+            log_max_size=log_max_size,
+            log_max_files=log_max_files,
+            cgroup_root=self.cgroup_root,
+            cgroup_parent=self.cgroup_parent,
+            inherit_stdio=inherit_stdio,
+        )
+        launched: Launched = spawn(container_id, config, self.root / container_id, options)
+        if pid_file:
+            tmp = f"{pid_file}.tmp"
+            with open(tmp, "w") as f:
+                f.write(str(launched.pid))
+            os.replace(tmp, pid_file)
+        self._monitors = getattr(self, "_monitors", {})
+        self._monitors[container_id] = launched.monitor_pid
+        return self.state(container_id)
+
+    def start(self, container_id: str, timeout: float = 10.0) -> None:
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "start")
+        fifo = current.directory / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StateError(container_id, "running", "start") from None
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                if ready:
+                    data = os.read(fd, 1)
+                    if data:
+                        break
+                if st.process_start_time(current.pid) != current.record.get("pid_start"):
+                    raise Error(f"container {container_id} died before it could start")
+                if time.monotonic() > deadline:
+                    raise Error(f"container {container_id} did not start within {timeout} s")
+        finally:
+            os.close(fd)
+        try:
+            fifo.unlink()
+        except FileNotFoundError:
+            pass
+        record = dict(current.record, started=st_timestamp())
+        st.write_json_atomic(current.directory / "state.json", record)
+
+    def state(self, container_id: str) -> st.ContainerState:
+        return st.load(self.root, container_id)
+
+    def list(self) -> list[st.ContainerState]:
+        result = []
+        for container_id in st.list_ids(self.root):
+            try:
+                result.append(self.state(container_id))
+            except NotFound:
+                continue  # deleted meanwhile
+        return result
+
+    def kill(self, container_id: str, sig: int = signal.SIGTERM) -> None:
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "kill")
+        try:
+            pidfd = os.pidfd_open(current.pid)
+        except ProcessLookupError:
+            return  # it ended on its own
+        try:
+            # Holding the pidfd pins the process; the start time proves it is still ours.
+            if st.process_start_time(current.pid) != current.record.get("pid_start"):
+                return
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+    def wait(self, container_id: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The exit record once the container has ended (None on timeout)."""
+        current = self.state(container_id)
+        result = wait_exit(current.directory, timeout)
+        self._reap_monitor(container_id)
+        if result is None and timeout is None:
+            # The monitor died without recording an exit: the kernel is the only witness left.
+            return {"exit_code": None, "signal": None, "oom_killed": False, "finished": None}
+        return result
+
+    def stop(self, container_id: str, timeout: float = 10.0, sig: int | None = None) -> dict[str, Any] | None:
+        """Send the stop signal, wait up to ``timeout`` seconds, then SIGKILL."""
+        current = self.state(container_id)
+        if current.status == st.STOPPED:
+            return current.exit
+        if current.status == st.PAUSED:
+            self.resume(container_id)
+        stop_signal = sig if sig is not None else _stop_signal(current)
+        self.kill(container_id, stop_signal)
+        result = self.wait(container_id, timeout)
+        if result is None:
+            self.kill(container_id, signal.SIGKILL)
+            result = self.wait(container_id)
+        return result
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        current = self.state(container_id)
+        if current.status in (st.RUNNING, st.PAUSED) and not force:
+            raise StateError(container_id, current.status, "delete")
+        if current.status != st.STOPPED:
+            if current.status == st.PAUSED:
+                self.resume(container_id)
+            self.kill(container_id, signal.SIGKILL)
+            self.wait(container_id)
+        elif current.exit is None:
+            self._cleanup_orphan(current)
+        self._reap_monitor(container_id)
+        shutil.rmtree(current.directory, ignore_errors=True)
+
+    def pause(self, container_id: str) -> None:
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "pause")
+        self._cgroup(container_id).freeze()
+
+    def resume(self, container_id: str) -> None:
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "resume")
+        self._cgroup(container_id).thaw()
+
+    def stats(self, container_id: str) -> Any:
+        return self._cgroup(container_id).stats()
+
+    # helpers ---------------------------------------------------------------------------------
+
+    def _cgroup(self, container_id: str) -> Any:
+        from runtime.cgroups import open_manager
+
+        return open_manager(container_id, root=self.cgroup_root, parent=self.cgroup_parent)
+
+    def _cleanup_orphan(self, current: st.ContainerState) -> None:
+        """The monitor died without recording an exit: remove what it would have."""
+        cgroup = self._cgroup(current.id)
+        try:
+            if cgroup.exists():
+                cgroup.kill_all(signal.SIGKILL)
+                cgroup.destroy()
+        except Exception as exc:
+            raise Error(f"container {current.id}: cannot remove its cgroup: {exc}") from None
+
+    def _reap_monitor(self, container_id: str) -> None:
+        pid = getattr(self, "_monitors", {}).pop(container_id, None)
+        if pid:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _stop_signal(current: st.ContainerState) -> int:
+    from runtime.spec import parse_signal
+
+    name = current.record.get("annotations", {}).get("org.opencontainers.image.stopSignal")
+    try:
+        return parse_signal(name) if name else signal.SIGTERM
+    except ValueError:
+        return signal.SIGTERM
+
+
+def st_timestamp() -> str:
+    from runtime.logs import timestamp
+
+    return timestamp()

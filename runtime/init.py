@@ -1,0 +1,267 @@
+"""The container's first process, from fork to ``execve`` of the user's program.
+
+It runs in a child of the monitor that is already PID 1 of the new PID namespace and already in
+the container's cgroup. It enters the remaining namespaces, builds the root filesystem, pivots
+into it, checks everything that can fail (cwd, the executable, limits), tells the monitor it is
+ready, waits on the exec FIFO when the container is only created, then drops privileges and
+execs. Before "ready" an error goes back to the monitor as a message; after it, to stderr (the
+container's log) with exit status 127 (not found) or 126 (not executable), as shells do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import NoReturn
+
+from runtime import rootfs, users
+from runtime.channel import Channel
+from runtime.errors import Error, SetupError
+from runtime.linux import caps
+from runtime.linux import syscalls as sc
+from runtime.spec import NAMESPACE_FLAGS, ContainerConfig
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Namespaces created by the monitor before forking us (pid) or by an earlier step (user).
+_PRE_FORK = sc.CLONE_NEWPID | sc.CLONE_NEWUSER
+
+
+def run(
+    config: ContainerConfig,
+    to_monitor: Channel,
+    from_monitor: Channel,
+    stdio: tuple[int, int, int],
+    exec_fifo: str | None,
+) -> NoReturn:
+    try:
+        sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # until exec: a dead monitor means nobody wants us
+        message = from_monitor.receive()
+        if not message or not message.get("go"):
+            os._exit(1)
+        ready = prepare(config, exec_fifo)
+    except Exception as exc:  # even a bug in setup is one message, and the monitor cleans up
+        _report_and_exit(to_monitor, describe(exc))
+    to_monitor.send(ready=True)
+    to_monitor.close()
+    from_monitor.close()
+    try:
+        if ready.fifo_fd is not None:
+            _wait_for_start(ready.fifo_fd)
+        _become_user(config, ready)
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target, inheritable=True)
+        os.closerange(3, 1 << 20)
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
+    except OSError as exc:
+        _die(f"exec {config.args[0]}: {exc.strerror}", 126 if exc.errno == errno.EACCES else 127)
+    except Exception as exc:
+        _die(f"container start: {exc}", 127)
+
+
+class Ready:
+    def __init__(self, executable: str, env: list[str], user: users.ResolvedUser, fifo_fd: int | None):
+        self.executable = executable
+        self.env = env
+        self.user = user
+        self.fifo_fd = fifo_fd
+
+
+def prepare(config: ContainerConfig, exec_fifo: str | None) -> Ready:
+    os.setsid()
+    enter_namespaces(config)
+    if config.hostname:
+        sc.sethostname(config.hostname)
+    if config.domainname:
+        sc.setdomainname(config.domainname)
+    fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else None
+    rootfs.mount_rootfs(config)
+    rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rootfs.apply_mounts(config, rootfd)
+        rootfs.pivot(rootfd)
+    finally:
+        os.close(rootfd)
+    apply_sysctls(config.sysctl)
+    rootfs.mask_paths(config.masked_paths)
+    rootfs.readonly_paths(config.readonly_paths)
+    if config.root_readonly:
+        rootfs.remount_root_readonly()
+    user = resolve_user(config)
+    env = list(config.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={user.home}")
+    check_cwd(config.cwd)
+    executable = find_executable(config.args[0], env)
+    apply_limits(config)
+    check_capabilities(config)
+    return Ready(executable, env, user, fifo_fd)
+
+
+def enter_namespaces(config: ContainerConfig) -> None:
+    for kind, path in config.namespaces.items():
+        if path is None or kind == "user":
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
+        try:
+            sc.setns(fd, NAMESPACE_FLAGS[kind])
+        except OSError as exc:
+            raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+    flags = config.clone_flags & ~_PRE_FORK
+    if flags:
+        sc.unshare(flags)
+
+
+def apply_sysctls(sysctl: dict[str, str]) -> None:
+    for key, value in sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            fd = sc.openat2(-100, path, os.O_WRONLY, 0, sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SetupError(f"sysctl {key}={value}: {exc.strerror}") from None
+
+
+def resolve_user(config: ContainerConfig) -> users.ResolvedUser:
+    if config.user_name:
+        resolved = users.resolve(config.user_name)
+        return users.ResolvedUser(
+            resolved.uid,
+            resolved.gid,
+            tuple(dict.fromkeys((*resolved.additional_gids, *config.additional_gids))),
+            resolved.home,
+        )
+    home = "/"
+    for row in users._read("/etc/passwd"):
+        if len(row) >= 7 and row[2] == str(config.uid):
+            home = row[5] or "/"
+            break
+    return users.ResolvedUser(config.uid, config.gid, config.additional_gids, home)
+
+
+def check_cwd(cwd: str) -> None:
+    """The working directory must exist inside the container, reached without magic links."""
+    try:
+        fd = sc.openat2(-100, cwd, os.O_PATH | os.O_DIRECTORY, 0, sc.RESOLVE_NO_MAGICLINKS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SetupError(f"process.cwd {cwd}: leads through a /proc magic link") from None
+        if exc.errno == errno.ENOENT:
+            raise SetupError(f"process.cwd {cwd}: no such directory in the container") from None
+        raise SetupError(f"process.cwd {cwd}: {exc.strerror}") from None
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+
+
+def find_executable(name: str, env: list[str]) -> str:
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+        if "/" in name:
+            raise SetupError(f"exec {name}: permission denied")
+    raise SetupError(f"exec {name}: executable file not found in $PATH")
+
+
+def apply_limits(config: ContainerConfig) -> None:
+    import resource
+
+    for limit in config.rlimits:
+        soft = resource.RLIM_INFINITY if limit.soft >= 2**63 else limit.soft
+        hard = resource.RLIM_INFINITY if limit.hard >= 2**63 else limit.hard
+        try:
+            resource.setrlimit(limit.resource, (soft, hard))
+        except (ValueError, OSError):
+            current = resource.getrlimit(limit.resource)[1]
+            raise SetupError(
+                f"rlimit {limit.name}: cannot raise the hard limit to {limit.hard} above {current}:"
+                " that needs CAP_SYS_RESOURCE, which this host does not grant"
+            ) from None
+    if config.oom_score_adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(config.oom_score_adj))
+        except OSError:
+            raise SetupError(
+                f"oomScoreAdj {config.oom_score_adj}: lowering it needs CAP_SYS_RESOURCE, which this host does not grant"
+            ) from None
+    if config.umask is not None:
+        os.umask(config.umask)
+
+
+def check_capabilities(config: ContainerConfig) -> None:
+    c = config.capabilities
+    held = sc.capget()[1]
+    missing = (c.bounding | c.permitted | c.effective | c.inheritable | c.ambient) & ~held
+    if missing:
+        names = ", ".join(caps.names_of(missing))
+        raise SetupError(f"capabilities {names} cannot be granted: this host does not hold them")
+
+
+def _wait_for_start(fifo_fd: int) -> None:
+    # Opening the FIFO for writing blocks until `start` opens it for reading.
+    fd = os.open(rootfs.fd_path(fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+
+
+def _become_user(config: ContainerConfig, ready: Ready) -> None:
+    c = config.capabilities
+    caps.drop_bounding(c.bounding)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    user = ready.user
+    os.setgroups(list(user.additional_gids))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    caps.apply(c.effective, c.permitted, c.inheritable, c.ambient)
+    if config.no_new_privileges:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for people; the whole traceback when ORCHESTRATOR_DEBUG is set."""
+    if os.environ.get("ORCHESTRATOR_DEBUG"):
+        import traceback
+
+        return "".join(traceback.format_exception(exc))
+    if isinstance(exc, Error):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"container setup: {exc}"
+    return f"container setup failed: {type(exc).__name__}: {exc}"
+
+
+def _report_and_exit(channel: Channel, message: str) -> NoReturn:
+    try:
+        channel.send(error=message)
+    finally:
+        os._exit(1)
+
+
+def _die(message: str, status: int) -> NoReturn:
+    try:
+        os.write(2, f"{message}\n".encode())
+    finally:
+        os._exit(status)

@@ -1,0 +1,377 @@
+"""The per-container monitor: parent and subreaper of the container's init.
+
+``spawn`` forks the monitor from the calling process (which must be single-threaded: a CLI, the
+benchmark, or the fork server). The monitor detaches (own session, stdio on /dev/null), makes the
+cgroup, forks the init into a new PID namespace, and reports back on a pipe: the init's pid once
+the container is created, or the error. Then it copies the container's stdout and stderr into the
+JSON log, and when the init ends it records ``exit.json`` atomically (exit code, signal, OOM kill),
+removes the cgroup and tells anyone waiting on ``monitor.sock``. The container never depends on
+the process that created it: that process may exit, crash or be upgraded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runtime import init
+from runtime.channel import Channel, pipe_pair
+from runtime.errors import AlreadyExists, Error, SetupError
+from runtime.linux import syscalls as sc
+from runtime.logs import LogWriter, timestamp
+from runtime.spec import ContainerConfig
+from runtime.state import process_start_time, write_json_atomic
+
+SOCKET_NAME = "monitor.sock"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    create_only: bool = False  # wait on exec.fifo for `start`
+    log_path: str | None = None
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_parent: str = "orchestrator"
+    inherit_stdio: bool = False  # the container writes to our stdio instead of the log
+
+
+@dataclass(frozen=True)
+class Launched:
+    monitor_pid: int
+    pid: int
+
+
+def socket_address(directory: Path) -> tuple[int, str]:
+    """(dirfd, short path) to reach monitor.sock whatever the length of the state path."""
+    dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return dirfd, f"/proc/self/fd/{dirfd}/{SOCKET_NAME}"
+
+
+def spawn(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions) -> Launched:
+    try:
+        directory.mkdir(parents=False)
+    except FileExistsError:
+        raise AlreadyExists(f"container {container_id} already exists") from None
+    try:
+        if options.create_only:
+            os.mkfifo(directory / "exec.fifo", 0o600)
+        report_r, report_w = pipe_pair()
+        monitor_pid = os.fork()
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if monitor_pid == 0:
+        status = 1
+        try:
+            report_r.close()
+            _monitor(container_id, config, directory, options, report_w)
+            status = 0
+        except BaseException as exc:  # the caller hears of it through the report pipe
+            try:
+                report_w.send(error=init.describe(exc))
+            except BaseException:
+                pass
+        finally:
+            os._exit(status)
+    report_w.close()
+    try:
+        message = report_r.receive()
+    finally:
+        report_r.close()
+    if not message or "pid" not in message:
+        _reap(monitor_pid)
+        shutil.rmtree(directory, ignore_errors=True)
+        error = (message or {}).get("error") or "container setup failed: the monitor died"
+        raise SetupError(error)
+    return Launched(monitor_pid, int(message["pid"]))
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _monitor(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions, report: Channel) -> NoReturn:
+    from runtime.cgroups import open_manager
+    from runtime.cgroups.resources import Resources
+
+    os.setsid()
+    sc.set_process_name("orc-mon")
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    inherited = tuple(os.dup(fd) for fd in (0, 1, 2)) if options.inherit_stdio else None
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    try:
+        resources = Resources.from_oci(config.resources)
+    except (ValueError, TypeError) as exc:
+        raise SetupError(f"config.json: linux.resources: {exc}") from None
+    cgroup = open_manager(container_id, root=options.cgroup_root, parent=options.cgroup_parent)
+    cgroup.create()
+    try:
+        cgroup.set(resources)
+        log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        from_init, to_monitor = pipe_pair()
+        from_monitor, to_init = pipe_pair()
+        fifo = str(directory / "exec.fifo") if options.create_only else None
+        if config.clone_flags & sc.CLONE_NEWPID:
+            # Our next child becomes PID 1 of a new namespace; we ourselves stay in the host's.
+            sc.unshare(sc.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                report.close()
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                from_init.close()
+                to_init.close()
+                stdio = inherited or (devnull, out_w, err_w)
+                init.run(config, to_monitor, from_monitor, stdio, fifo)
+            finally:
+                os._exit(1)
+        for fd in (out_w, err_w, *(inherited or ())):
+            os.close(fd)
+        to_monitor.close()
+        from_monitor.close()
+        try:
+            cgroup.add_process(pid)
+            to_init.send(go=True)
+            reply = from_init.receive()
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+            raise
+        if not reply or not reply.get("ready"):
+            _reap(pid)
+            raise SetupError((reply or {}).get("error") or "container setup failed: init died")
+        from_init.close()
+        to_init.close()
+        now = timestamp()
+        record: dict[str, Any] = {
+            "id": container_id,
+            "pid": pid,
+            "pid_start": process_start_time(pid),
+            "bundle": str(config.bundle),
+            "annotations": config.annotations,
+            "created": now,
+            "started": None if options.create_only else now,
+            "monitor_pid": os.getpid(),
+            "monitor_start": process_start_time(os.getpid()),
+            "cgroup": cgroup.name if hasattr(cgroup, "name") else container_id,
+            "freezer_state": _freezer_file(cgroup),
+            "log_path": options.log_path,
+        }
+        write_json_atomic(directory / "state.json", record)
+        listener = _listen(directory)
+    except BaseException:
+        _destroy_quietly(cgroup)
+        raise
+    report.send(pid=pid)
+    report.close()
+    _watch(directory, pid, cgroup, log, (out_r, err_r), listener)
+
+
+def _freezer_file(cgroup: Any) -> str | None:
+    path = getattr(cgroup, "freezer_state_file", None)
+    return str(path) if path else None
+
+
+def _listen(directory: Path) -> socket.socket:
+    dirfd, address = socket_address(directory)
+    try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener.bind(address)
+        listener.listen(16)
+    finally:
+        os.close(dirfd)
+    listener.setblocking(False)
+    return listener
+
+
+def _watch(
+    directory: Path,
+    pid: int,
+    cgroup: Any,
+    log: LogWriter | None,
+    outputs: tuple[int, int],
+    listener: socket.socket,
+) -> NoReturn:
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
+    for fd in outputs:
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    selector.register(listener, selectors.EVENT_READ)
+    waiters: list[socket.socket] = []
+    status: int | None = None
+
+    def drain(fd: int) -> bool:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                selector.unregister(fd)
+                os.close(fd)
+                del streams[fd]
+                return False
+            if log:
+                log.write(streams[fd], data)
+
+    while status is None:
+        for key, _ in selector.select(timeout=None if streams else 1.0):
+            fileobj = key.fileobj
+            if fileobj is listener:
+                try:
+                    conn, _ = listener.accept()
+                    waiters.append(conn)
+                except OSError:
+                    pass
+            elif fileobj == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            elif isinstance(fileobj, int) and fileobj in streams:
+                drain(fileobj)
+        status = _reap_children(pid)
+    for fd in list(streams):
+        drain(fd)
+    if log:
+        log.close()
+    _finish(directory, status, cgroup, waiters, listener)
+
+
+def _reap_children(init_pid: int) -> int | None:
+    """Reap every exited child (we are a subreaper); return the init's wait status if it ended."""
+    result = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return result
+        if pid == 0:
+            return result
+        if pid == init_pid:
+            result = status
+
+
+def _finish(directory: Path, status: int, cgroup: Any, waiters: list[socket.socket], listener: socket.socket) -> NoReturn:
+    oom = False
+    try:
+        oom = bool(cgroup.oom_killed())
+    except Exception:
+        pass
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        exit_code = 128 + sig
+    else:
+        sig = None
+        exit_code = os.WEXITSTATUS(status)
+    record = {"exit_code": exit_code, "signal": sig, "oom_killed": oom, "finished": timestamp()}
+    try:
+        cgroup.kill_all(signal.SIGKILL)
+    except Exception:
+        pass
+    while True:  # what the kill freed
+        try:
+            if os.waitpid(-1, 0)[0] <= 0:
+                break
+        except ChildProcessError:
+            break
+    _destroy_quietly(cgroup)
+    write_json_atomic(directory / "exit.json", record)
+    try:
+        (directory / "exec.fifo").unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        (directory / SOCKET_NAME).unlink()
+    except FileNotFoundError:
+        pass
+    # Late arrivals are still queued on the listener: answer them too.
+    while True:
+        try:
+            conn, _ = listener.accept()
+            waiters.append(conn)
+        except OSError:
+            break
+    line = (json_line(record)).encode()
+    for conn in waiters:
+        try:
+            conn.setblocking(True)
+            conn.sendall(line)
+            conn.close()
+        except OSError:
+            pass
+    listener.close()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def json_line(record: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(record) + "\n"
+
+
+def _destroy_quietly(cgroup: Any) -> None:
+    try:
+        cgroup.destroy()
+    except Exception:
+        pass
+
+
+def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] | None:
+    """Block until the container in ``directory`` has ended; its exit record, or None on timeout."""
+    from runtime.state import read_json
+
+    exit_path = directory / "exit.json"
+    if exit_path.exists():
+        return dict(read_json(exit_path))
+    dirfd, address = socket_address(directory)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            while sock.recv(4096):
+                pass
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass  # the monitor is gone; exit.json (or its absence) says the rest
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                raise
+    finally:
+        sock.close()
+        os.close(dirfd)
+    try:
+        return dict(read_json(exit_path))
+    except FileNotFoundError:
+        return None
