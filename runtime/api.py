@@ -41,16 +41,23 @@ class Runtime:
         self.root = Path(root).absolute()
         self.cgroup_root = cgroup_root
         self.cgroup_parent = cgroup_parent
+        self.cgroup_version = _preload_cgroups(cgroup_root)
 
     # lifecycle -------------------------------------------------------------------------------
 
-    def create(self, container_id: str, bundle: str | os.PathLike[str], **options: Any) -> st.ContainerState:
+    def create(
+        self, container_id: str, bundle: str | os.PathLike[str], **options: Any
+    ) -> st.ContainerState:
         return self._launch(container_id, load_bundle(bundle), create_only=True, **options)
 
-    def run(self, container_id: str, bundle: str | os.PathLike[str], **options: Any) -> st.ContainerState:
+    def run(
+        self, container_id: str, bundle: str | os.PathLike[str], **options: Any
+    ) -> st.ContainerState:
         return self._launch(container_id, load_bundle(bundle), create_only=False, **options)
 
-    def launch(self, container_id: str, config: ContainerConfig, *, create_only: bool, **options: Any) -> st.ContainerState:
+    def launch(
+        self, container_id: str, config: ContainerConfig, *, create_only: bool, **options: Any
+    ) -> st.ContainerState:
         """Like create/run with an already loaded config."""
         return self._launch(container_id, config, create_only=create_only, **options)
 
@@ -75,6 +82,7 @@ class Runtime:
             log_max_files=log_max_files,
             cgroup_root=self.cgroup_root,
             cgroup_parent=self.cgroup_parent,
+            cgroup_version=self.cgroup_version,
             inherit_stdio=inherit_stdio,
         )
         launched: Launched = spawn(container_id, config, self.root / container_id, options)
@@ -155,7 +163,9 @@ class Runtime:
             return {"exit_code": None, "signal": None, "oom_killed": False, "finished": None}
         return result
 
-    def stop(self, container_id: str, timeout: float = 10.0, sig: int | None = None) -> dict[str, Any] | None:
+    def stop(
+        self, container_id: str, timeout: float = 10.0, sig: int | None = None
+    ) -> dict[str, Any] | None:
         """Send the stop signal, wait up to ``timeout`` seconds, then SIGKILL."""
         current = self.state(container_id)
         if current.status == st.STOPPED:
@@ -181,7 +191,7 @@ class Runtime:
             self.wait(container_id)
         elif current.exit is None:
             self._cleanup_orphan(current)
-        self._reap_monitor(container_id)
+        self._wait_monitor_gone(current)
         shutil.rmtree(current.directory, ignore_errors=True)
 
     def pause(self, container_id: str) -> None:
@@ -202,7 +212,12 @@ class Runtime:
     def _cgroup(self, container_id: str) -> Any:
         from runtime.cgroups import open_manager
 
-        return open_manager(container_id, root=self.cgroup_root, parent=self.cgroup_parent)
+        return open_manager(
+            container_id,
+            root=self.cgroup_root,
+            parent=self.cgroup_parent,
+            version=self.cgroup_version,
+        )
 
     def _cleanup_orphan(self, current: st.ContainerState) -> None:
         """The monitor died without recording an exit: remove what it would have."""
@@ -214,13 +229,45 @@ class Runtime:
         except Exception as exc:
             raise Error(f"container {current.id}: cannot remove its cgroup: {exc}") from None
 
-    def _reap_monitor(self, container_id: str) -> None:
-        pid = getattr(self, "_monitors", {}).pop(container_id, None)
-        if pid:
+    def _reap_monitor(self, container_id: str, block: bool = False) -> None:
+        """Reap a monitor we forked ourselves, so it does not linger as a zombie."""
+        monitors = getattr(self, "_monitors", {})
+        pid = monitors.get(container_id)
+        if not pid:
+            return
+        try:
+            if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == pid:
+                del monitors[container_id]
+        except ChildProcessError:
+            del monitors[container_id]
+
+    def _wait_monitor_gone(self, current: st.ContainerState, timeout: float = 10.0) -> None:
+        """The monitor finishes its cleanup (the cgroup) after reporting the exit: wait for it."""
+        pid = int(current.record.get("monitor_pid") or 0)
+        if pid and st.process_start_time(pid) == current.record.get("monitor_start"):
             try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                pidfd = -1
+            if pidfd >= 0:
+                try:
+                    if st.process_start_time(pid) == current.record.get("monitor_start"):
+                        select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
+        self._reap_monitor(current.id, block=True)
+
+
+def _preload_cgroups(root: str) -> int:
+    """Detect the cgroup version and import its manager here, once, rather than in each monitor."""
+    from runtime.cgroups import detect_version
+
+    version = detect_version(root)
+    if version == 2:
+        import runtime.cgroups.v2
+    else:
+        import runtime.cgroups.v1  # noqa: F401
+    return version
 
 
 def _stop_signal(current: st.ContainerState) -> int:

@@ -1,11 +1,11 @@
 """Errors raised by the runtime.
 
-    Error                     anything the runtime refuses or fails at; one clear message
-     ├── BundleError          the OCI bundle or its config.json is invalid
-     ├── NotFound             no container (or image) of that id
-     ├── AlreadyExists        the id is taken
-     ├── StateError           the operation is not allowed in the container's current state
-     └── SetupError           the kernel refused a step of container setup (carries the step)
+Error                     anything the runtime refuses or fails at; one clear message
+ ├── BundleError          the OCI bundle or its config.json is invalid
+ ├── NotFound             no container (or image) of that id
+ ├── AlreadyExists        the id is taken
+ ├── StateError           the operation is not allowed in the container's current state
+ └── SetupError           the kernel refused a step of container setup (carries the step)
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import NoReturn
 
 from runtime import rootfs, users
@@ -21,10 +22,12 @@ from runtime.errors import Error, SetupError
 from runtime.linux import caps
 from runtime.linux import syscalls as sc
 from runtime.spec import NAMESPACE_FLAGS, ContainerConfig
+from runtime.trace import mark
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Namespaces created by the monitor before forking us (pid) or by an earlier step (user).
-_PRE_FORK = sc.CLONE_NEWPID | sc.CLONE_NEWUSER
+# The cgroup namespace comes once the monitor has moved us into the container's cgroup.
+_NOT_HERE = sc.CLONE_NEWPID | sc.CLONE_NEWUSER | sc.CLONE_NEWCGROUP
 
 
 def run(
@@ -34,12 +37,27 @@ def run(
     stdio: tuple[int, int, int],
     exec_fifo: str | None,
 ) -> NoReturn:
-    try:
-        sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # until exec: a dead monitor means nobody wants us
+    joined = False
+
+    def join_cgroup() -> None:
+        # The monitor moves us into the cgroup while we build the root filesystem (on cgroup v1
+        # that move waits for an RCU grace period, milliseconds we need not wait for twice).
+        # The cgroup namespace, and the cgroup mounts, must come after the move.
+        nonlocal joined
+        if joined:
+            return
+        mark("init-wait-go")
         message = from_monitor.receive()
+        mark("init-go")
         if not message or not message.get("go"):
             os._exit(1)
-        ready = prepare(config, exec_fifo)
+        if config.clone_flags & sc.CLONE_NEWCGROUP:
+            sc.unshare(sc.CLONE_NEWCGROUP)
+        joined = True
+
+    try:
+        sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # until exec: a dead monitor means nobody wants us
+        ready = prepare(config, exec_fifo, join_cgroup)
     except Exception as exc:  # even a bug in setup is one message, and the monitor cleans up
         _report_and_exit(to_monitor, describe(exc))
     to_monitor.send(ready=True)
@@ -52,6 +70,7 @@ def run(
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target, inheritable=True)
+        mark("exec")
         os.closerange(3, 1 << 20)
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
         os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
@@ -62,16 +81,22 @@ def run(
 
 
 class Ready:
-    def __init__(self, executable: str, env: list[str], user: users.ResolvedUser, fifo_fd: int | None):
+    def __init__(
+        self, executable: str, env: list[str], user: users.ResolvedUser, fifo_fd: int | None
+    ):
         self.executable = executable
         self.env = env
         self.user = user
         self.fifo_fd = fifo_fd
 
 
-def prepare(config: ContainerConfig, exec_fifo: str | None) -> Ready:
+def prepare(
+    config: ContainerConfig, exec_fifo: str | None, join_cgroup: Callable[[], None]
+) -> Ready:
+    mark("init")
     os.setsid()
     enter_namespaces(config)
+    mark("init-namespaces")
     if config.hostname:
         sc.sethostname(config.hostname)
     if config.domainname:
@@ -80,8 +105,11 @@ def prepare(config: ContainerConfig, exec_fifo: str | None) -> Ready:
     rootfs.mount_rootfs(config)
     rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        rootfs.apply_mounts(config, rootfd)
+        rootfs.apply_mounts(config, rootfd, join_cgroup)
+        join_cgroup()
+        mark("init-mounted")
         rootfs.pivot(rootfd)
+        mark("init-pivoted")
     finally:
         os.close(rootfd)
     apply_sysctls(config.sysctl)
@@ -114,7 +142,7 @@ def enter_namespaces(config: ContainerConfig) -> None:
             raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
         finally:
             os.close(fd)
-    flags = config.clone_flags & ~_PRE_FORK
+    flags = config.clone_flags & ~_NOT_HERE
     if flags:
         sc.unshare(flags)
 
@@ -123,7 +151,9 @@ def apply_sysctls(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            fd = sc.openat2(-100, path, os.O_WRONLY, 0, sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS)
+            fd = sc.openat2(
+                -100, path, os.O_WRONLY, 0, sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
+            )
             try:
                 os.write(fd, value.encode())
             finally:

@@ -26,7 +26,9 @@ def timestamp(now: float | None = None) -> str:
 
 
 class LogWriter:
-    def __init__(self, path: str, max_size: int = DEFAULT_MAX_SIZE, max_files: int = DEFAULT_MAX_FILES):
+    def __init__(
+        self, path: str, max_size: int = DEFAULT_MAX_SIZE, max_files: int = DEFAULT_MAX_FILES
+    ):
         self.path = path
         self.max_size = max_size
         self.max_files = max(1, max_files)
@@ -53,7 +55,9 @@ class LogWriter:
         self.partial.clear()
 
     def _emit(self, stream: str, line: bytes) -> None:
-        record = json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": timestamp()})
+        record = json.dumps(
+            {"log": line.decode("utf-8", "replace"), "stream": stream, "time": timestamp()}
+        )
         data = record.encode() + b"\n"
         if self.size and self.size + len(data) > self.max_size:
             self._rotate()
@@ -115,7 +119,7 @@ def follow(path: Path, is_running: object, poll: float = 0.05) -> Iterator[Entry
     """Everything logged so far, then new lines until ``is_running()`` is false."""
     yield from read(path)
     check = is_running if callable(is_running) else (lambda: False)
-    f = open(path, "rb") if path.exists() else None
+    f = open(path, "rb") if path.exists() else None  # noqa: SIM115
     if f:
         f.seek(0, os.SEEK_END)
     inode = os.fstat(f.fileno()).st_ino if f else None
@@ -124,7 +128,7 @@ def follow(path: Path, is_running: object, poll: float = 0.05) -> Iterator[Entry
         while True:
             running = check()
             if f is None and path.exists():
-                f = open(path, "rb")
+                f = open(path, "rb")  # noqa: SIM115
                 inode = os.fstat(f.fileno()).st_ino
             if f is not None:
                 chunk = f.read()
@@ -137,7 +141,7 @@ def follow(path: Path, is_running: object, poll: float = 0.05) -> Iterator[Entry
                 try:
                     if os.stat(path).st_ino != inode:  # rotated: continue in the new file
                         f.close()
-                        f = open(path, "rb")
+                        f = open(path, "rb")  # noqa: SIM115
                         inode = os.fstat(f.fileno()).st_ino
                         continue
                 except FileNotFoundError:

@@ -12,23 +12,26 @@ the process that created it: that process may exit, crash or be upgraded.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import selectors
 import shutil
 import signal
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime import init
+from runtime.cgroups import open_manager
+from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair
-from runtime.errors import AlreadyExists, Error, SetupError
+from runtime.errors import AlreadyExists, SetupError
 from runtime.linux import syscalls as sc
 from runtime.logs import LogWriter, timestamp
 from runtime.spec import ContainerConfig
 from runtime.state import process_start_time, write_json_atomic
+from runtime.trace import mark
 
 SOCKET_NAME = "monitor.sock"
 
@@ -41,6 +44,7 @@ class LaunchOptions:
     log_max_files: int = 3
     cgroup_root: str = "/sys/fs/cgroup"
     cgroup_parent: str = "orchestrator"
+    cgroup_version: int | None = None  # detected once by the caller, not in every monitor
     inherit_stdio: bool = False  # the container writes to our stdio instead of the log
 
 
@@ -56,7 +60,9 @@ def socket_address(directory: Path) -> tuple[int, str]:
     return dirfd, f"/proc/self/fd/{dirfd}/{SOCKET_NAME}"
 
 
-def spawn(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions) -> Launched:
+def spawn(
+    container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions
+) -> Launched:
     try:
         directory.mkdir(parents=False)
     except FileExistsError:
@@ -65,11 +71,15 @@ def spawn(container_id: str, config: ContainerConfig, directory: Path, options: 
         if options.create_only:
             os.mkfifo(directory / "exec.fifo", 0o600)
         report_r, report_w = pipe_pair()
+        mark("spawn")
         monitor_pid = os.fork()
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     if monitor_pid == 0:
+        # Everything inherited is left to the collector's permanent generation: a collection
+        # would otherwise touch, and so copy, every page shared with the parent.
+        gc.freeze()
         status = 1
         try:
             report_r.close()
@@ -102,10 +112,14 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _monitor(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions, report: Channel) -> NoReturn:
-    from runtime.cgroups import open_manager
-    from runtime.cgroups.resources import Resources
-
+def _monitor(
+    container_id: str,
+    config: ContainerConfig,
+    directory: Path,
+    options: LaunchOptions,
+    report: Channel,
+) -> NoReturn:
+    mark("monitor")
     os.setsid()
     sc.set_process_name("orc-mon")
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -121,11 +135,19 @@ def _monitor(container_id: str, config: ContainerConfig, directory: Path, option
         resources = Resources.from_oci(config.resources)
     except (ValueError, TypeError) as exc:
         raise SetupError(f"config.json: linux.resources: {exc}") from None
-    cgroup = open_manager(container_id, root=options.cgroup_root, parent=options.cgroup_parent)
-    cgroup.create()
+    cgroup = open_manager(
+        container_id,
+        root=options.cgroup_root,
+        parent=options.cgroup_parent,
+        version=options.cgroup_version,
+    )
+    pid = 0
     try:
-        cgroup.set(resources)
-        log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
+        log = (
+            LogWriter(options.log_path, options.log_max_size, options.log_max_files)
+            if options.log_path
+            else None
+        )
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         from_init, to_monitor = pipe_pair()
@@ -134,6 +156,10 @@ def _monitor(container_id: str, config: ContainerConfig, directory: Path, option
         if config.clone_flags & sc.CLONE_NEWPID:
             # Our next child becomes PID 1 of a new namespace; we ourselves stay in the host's.
             sc.unshare(sc.CLONE_NEWPID)
+        mark("cgroup-create")
+        cgroup.create()
+        cgroup.set(resources)
+        mark("fork-init")
         pid = os.fork()
         if pid == 0:
             try:
@@ -150,19 +176,20 @@ def _monitor(container_id: str, config: ContainerConfig, directory: Path, option
             os.close(fd)
         to_monitor.close()
         from_monitor.close()
-        try:
-            cgroup.add_process(pid)
-            to_init.send(go=True)
-            reply = from_init.receive()
-        except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-            raise
+        # The init builds its root filesystem meanwhile; it waits for "go" before it may run
+        # anything of the user's or enter its cgroup namespace.
+        mark("cgroup-add")
+        cgroup.add_process(pid)
+        mark("cgroup-added")
+        to_init.send(go=True)
+        reply = from_init.receive()
         if not reply or not reply.get("ready"):
             _reap(pid)
+            pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         from_init.close()
         to_init.close()
+        mark("init-ready")
         now = timestamp()
         record: dict[str, Any] = {
             "id": container_id,
@@ -181,8 +208,12 @@ def _monitor(container_id: str, config: ContainerConfig, directory: Path, option
         write_json_atomic(directory / "state.json", record)
         listener = _listen(directory)
     except BaseException:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
         _destroy_quietly(cgroup)
         raise
+    mark("reported")
     report.send(pid=pid)
     report.close()
     _watch(directory, pid, cgroup, log, (out_r, err_r), listener)
@@ -280,7 +311,10 @@ def _reap_children(init_pid: int) -> int | None:
             result = status
 
 
-def _finish(directory: Path, status: int, cgroup: Any, waiters: list[socket.socket], listener: socket.socket) -> NoReturn:
+def _finish(
+    directory: Path, status: int, cgroup: Any, waiters: list[socket.socket], listener: socket.socket
+) -> NoReturn:
+    mark("exited")
     oom = False
     try:
         oom = bool(cgroup.oom_killed())
@@ -293,26 +327,12 @@ def _finish(directory: Path, status: int, cgroup: Any, waiters: list[socket.sock
         sig = None
         exit_code = os.WEXITSTATUS(status)
     record = {"exit_code": exit_code, "signal": sig, "oom_killed": oom, "finished": timestamp()}
-    try:
-        cgroup.kill_all(signal.SIGKILL)
-    except Exception:
-        pass
-    while True:  # what the kill freed
-        try:
-            if os.waitpid(-1, 0)[0] <= 0:
-                break
-        except ChildProcessError:
-            break
-    _destroy_quietly(cgroup)
     write_json_atomic(directory / "exit.json", record)
-    try:
-        (directory / "exec.fifo").unlink()
-    except FileNotFoundError:
-        pass
-    try:
-        (directory / SOCKET_NAME).unlink()
-    except FileNotFoundError:
-        pass
+    for name in ("exec.fifo", SOCKET_NAME):
+        try:
+            (directory / name).unlink()
+        except FileNotFoundError:
+            pass
     # Late arrivals are still queued on the listener: answer them too.
     while True:
         try:
@@ -320,7 +340,7 @@ def _finish(directory: Path, status: int, cgroup: Any, waiters: list[socket.sock
             waiters.append(conn)
         except OSError:
             break
-    line = (json_line(record)).encode()
+    line = json_line(record).encode()
     for conn in waiters:
         try:
             conn.setblocking(True)
@@ -329,7 +349,21 @@ def _finish(directory: Path, status: int, cgroup: Any, waiters: list[socket.sock
         except OSError:
             pass
     listener.close()
-    sys.stdout.flush()
+    mark("notified")
+    # Cleanup after the news: whoever reuses the name waits for this process to end (delete).
+    try:
+        if cgroup.pids():  # without a PID namespace, the init's children may outlive it
+            cgroup.kill_all(signal.SIGKILL)
+    except Exception:
+        pass
+    while True:  # reap what the kill freed
+        try:
+            if os.waitpid(-1, 0)[0] <= 0:
+                break
+        except ChildProcessError:
+            break
+    _destroy_quietly(cgroup)
+    mark("finished")
     os._exit(0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from runtime.errors import SetupError
@@ -105,7 +105,9 @@ def mount_rootfs(config: ContainerConfig) -> None:
     root = str(config.root_path)
     if config.overlay:
         os.makedirs(root, exist_ok=True)
-        mount_overlay(config.overlay.lowerdirs, config.overlay.upperdir, config.overlay.workdir, root)
+        mount_overlay(
+            config.overlay.lowerdirs, config.overlay.upperdir, config.overlay.workdir, root
+        )
     else:
         sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
 
@@ -123,7 +125,9 @@ def mount_overlay(lowerdirs: tuple[str, ...], upper: str, work: str, target: str
     data = f"lowerdir={':'.join(top_first)},upperdir={upper},workdir={work}"
     try:
         if len(data) >= 4096:
-            raise SetupError(f"overlay: {len(lowerdirs)} layers do not fit in one mount (flatten the image)")
+            raise SetupError(
+                f"overlay: {len(lowerdirs)} layers do not fit in one mount (flatten the image)"
+            )
         sc.mount("overlay", target, "overlay", 0, data)
     except OSError as exc:
         raise SetupError(f"mounting the overlay root filesystem: {exc.strerror}") from None
@@ -133,8 +137,12 @@ def mount_overlay(lowerdirs: tuple[str, ...], upper: str, work: str, target: str
             os.close(cwd)
 
 
-def apply_mounts(config: ContainerConfig, rootfd: int) -> None:
+def apply_mounts(
+    config: ContainerConfig, rootfd: int, before_cgroup_mount: Callable[[], None]
+) -> None:
     for m in config.mounts:
+        if m.type == "cgroup":
+            before_cgroup_mount()
         try:
             _mount_one(config, rootfd, m)
         except SetupError:
@@ -157,7 +165,9 @@ def _mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
             source_is_dir = stat.S_ISDIR(os.stat(m.source).st_mode)
         except OSError as exc:
             raise SetupError(f"bind mount source {m.source}: {exc.strerror}") from None
-    target_fd = ensure_dir(rootfd, m.destination) if source_is_dir else ensure_file(rootfd, m.destination)
+    target_fd = (
+        ensure_dir(rootfd, m.destination) if source_is_dir else ensure_file(rootfd, m.destination)
+    )
     with opened(target_fd):
         target = fd_path(target_fd)
         flags = m.flags & ~sc.MS_REMOUNT
@@ -209,10 +219,20 @@ def make_devices(config: ContainerConfig, devfd: int) -> None:
         path = d.get("path", "")
         if not path.startswith("/dev/") or ".." in path:
             raise SetupError(f"linux.devices: {path!r} must be under /dev")
-        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}.get(d.get("type", ""))
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}.get(
+            d.get("type", "")
+        )
         if kind is None:
             raise SetupError(f"linux.devices: {path}: unknown type {d.get('type')!r}")
-        devices.append((path[5:], kind, int(d.get("major", 0)), int(d.get("minor", 0)), int(d.get("fileMode", 0o666))))
+        devices.append(
+            (
+                path[5:],
+                kind,
+                int(d.get("major", 0)),
+                int(d.get("minor", 0)),
+                int(d.get("fileMode", 0o666)),
+            )
+        )
     old_umask = os.umask(0)
     try:
         for name, kind, major, minor, mode in devices:
@@ -258,7 +278,9 @@ def mask_paths(paths: tuple[str, ...]) -> None:
     """Hide host information Docker hides: a read-only empty tmpfs on dirs, /dev/null on files."""
     for path in paths:
         try:
-            fd = sc.openat2(-100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS)
+            fd = sc.openat2(
+                -100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS
+            )
         except OSError:
             continue  # absent in this kernel or image
         with opened(fd):
@@ -272,13 +294,24 @@ def mask_paths(paths: tuple[str, ...]) -> None:
 def readonly_paths(paths: tuple[str, ...]) -> None:
     for path in paths:
         try:
-            fd = sc.openat2(-100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS)
+            fd = sc.openat2(
+                -100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS
+            )
         except OSError:
             continue
         with opened(fd):
             sc.mount(fd_path(fd), fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
-        with opened(sc.openat2(-100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS)) as fd:
-            flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        with opened(
+            sc.openat2(-100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS)
+        ) as fd:
+            flags = (
+                sc.MS_BIND
+                | sc.MS_REMOUNT
+                | sc.MS_RDONLY
+                | sc.MS_NOSUID
+                | sc.MS_NODEV
+                | sc.MS_NOEXEC
+            )
             sc.mount(None, fd_path(fd), None, flags)
 
 

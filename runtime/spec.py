@@ -248,7 +248,9 @@ class _Reader:
         name = f"{self.where}.{key}" if self.where else key
         return BundleError(f"config.json: {name}: {message}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
+    ) -> Any:
         if not isinstance(self.data, dict):
             raise BundleError(f"config.json: {self.where}: must be an object")
         if key not in self.data or self.data[key] is None:
@@ -259,7 +261,9 @@ class _Reader:
         if kind is int and isinstance(value, bool):
             raise self.fail(key, "must be an integer")
         if not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
             raise self.fail(key, f"must be of type {_json_name(names)}")
         return value
 
@@ -277,7 +281,13 @@ class _Reader:
 
 
 def _json_name(python_names: str) -> str:
-    return python_names.replace("dict", "object").replace("list", "array").replace("str", "string").replace("int", "integer").replace("bool", "boolean")
+    return (
+        python_names.replace("dict", "object")
+        .replace("list", "array")
+        .replace("str", "string")
+        .replace("int", "integer")
+        .replace("bool", "boolean")
+    )
 
 
 def _uint(reader: _Reader, key: str, default: int, limit: int = 2**32 - 1) -> int:
@@ -315,7 +325,9 @@ def parse_config(raw: Any, bundle: Path) -> ContainerConfig:
         raise process.fail("cwd", f"{cwd!r} must be an absolute path")
     user = process.sub("user")
     additional = user.get("additionalGids", list, [])
-    if not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 2**32 for g in additional):
+    if not all(
+        isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 2**32 for g in additional
+    ):
         raise user.fail("additionalGids", "must be a list of group ids")
     umask = user.get("umask", int, None)
 
@@ -415,12 +427,20 @@ def _parse_overlay(annotations: dict[str, str]) -> Overlay | None:
         lower = json.loads(raw)
     except json.JSONDecodeError:
         lower = None
-    if not isinstance(lower, list) or not lower or not all(isinstance(x, str) and x.startswith("/") for x in lower):
-        raise BundleError(f"config.json: annotations.{ANNOTATION_LOWERDIRS}: must be a JSON list of absolute paths")
+    if (
+        not isinstance(lower, list)
+        or not lower
+        or not all(isinstance(x, str) and x.startswith("/") for x in lower)
+    ):
+        raise BundleError(
+            f"config.json: annotations.{ANNOTATION_LOWERDIRS}: must be a JSON list of absolute paths"
+        )
     upper = annotations.get(ANNOTATION_UPPERDIR, "")
     work = annotations.get(ANNOTATION_WORKDIR, "")
     if not upper.startswith("/") or not work.startswith("/"):
-        raise BundleError("config.json: annotations: an overlay rootfs needs absolute upperdir and workdir")
+        raise BundleError(
+            "config.json: annotations: an overlay rootfs needs absolute upperdir and workdir"
+        )
     for d in (*lower, upper, work):
         if any(c in d for c in ",:\n\0"):
             raise BundleError(f"config.json: annotations: overlay directory {d!r} contains , or :")

@@ -33,7 +33,12 @@ def default_device_rules() -> list[dict[str, Any]]:
 
 def default_mounts(shm_size: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev",
             "type": "tmpfs",
@@ -52,8 +57,18 @@ def default_mounts(shm_size: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
             "source": "shm",
             "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"],
         },
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
@@ -86,7 +101,13 @@ def default_spec(
             "args": list(args),
             "env": list(env if env is not None else DEFAULT_ENV),
             "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []},
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+                "inheritable": [],
+                "ambient": [],
+            },
             "noNewPrivileges": False,
         },
         "root": {"path": rootfs, "readonly": False},

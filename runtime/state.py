@@ -39,16 +39,23 @@ def check_transition(container_id: str, status: str, operation: str) -> None:
 
 def validate_id(container_id: str) -> str:
     if not ID_PATTERN.fullmatch(container_id):
-        raise Error(f"invalid container id {container_id!r}: use letters, digits, '_', '.', '-' (at most 128)")
+        raise Error(
+            f"invalid container id {container_id!r}: use letters, digits, '_', '.', '-' (at most 128)"
+        )
     return container_id
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers see the old file or the new one, never half of one.
+
+    No fsync: these records must survive a crash of the supervisor or the monitor (the page cache
+    does), not of the machine, after which every container is gone anyway. fsync would cost
+    milliseconds on every start and exit.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(data).encode())
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -137,7 +144,9 @@ def load(root: Path, container_id: str) -> ContainerState:
         pass
     except (OSError, ValueError):
         exit_record = {"exit_code": None}
-    return ContainerState(container_id, directory, record, exit_record, _status(directory, record, exit_record))
+    return ContainerState(
+        container_id, directory, record, exit_record, _status(directory, record, exit_record)
+    )
 
 
 def _status(directory: Path, record: dict[str, Any], exit_record: dict[str, Any] | None) -> str:

@@ -77,7 +77,9 @@ def resolve(spec: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -
                     gid = _id(row[2])
                     break
             else:
-                raise SetupError(f"unable to find group {group_part}: no matching entries in group file")
+                raise SetupError(
+                    f"unable to find group {group_part}: no matching entries in group file"
+                )
     if gid is None:
         gid = 0  # a uid absent from passwd gets group 0, as runc and Docker do
     extra = []

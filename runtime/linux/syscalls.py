@@ -66,18 +66,42 @@ RESOLVE_IN_ROOT = 0x10
 
 _MACHINE = platform.machine()
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "capget": 125, "capset": 126, "pidfd_send_signal": 424},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "capget": 90, "capset": 91, "pidfd_send_signal": 424},
+    "x86_64": {
+        "pivot_root": 155,
+        "openat2": 437,
+        "capget": 125,
+        "capset": 126,
+        "pidfd_send_signal": 424,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "openat2": 437,
+        "capget": 90,
+        "capset": 91,
+        "pidfd_send_signal": 424,
+    },
 }[_MACHINE]
 
 _libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 
 
 def _check(result: int, name: str, detail: str = "") -> int:
@@ -158,7 +182,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -188,7 +216,13 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
-    res = _libc.syscall(_SYSCALLS["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0))
+    res = _libc.syscall(
+        _SYSCALLS["pidfd_send_signal"],
+        ctypes.c_int(pidfd),
+        ctypes.c_int(sig),
+        None,
+        ctypes.c_uint(0),
+    )
     _check(res, "pidfd_send_signal")
 
 
