@@ -10,4 +10,6 @@ COMMAND_MODULES = (
     "orchestrator.commands.config",
     "orchestrator.commands.containers",
     "orchestrator.commands.images",
+    "orchestrator.commands.registry",
+    "orchestrator.commands.build",
 )
