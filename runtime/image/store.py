@@ -1,0 +1,962 @@
+"""The content-addressed image store.
+
+    store = ImageStore(images_dir(root))
+    image = store.import_path(Path("busybox.tar"), "busybox:1.36")
+    lowers = store.layer_dirs(image)            # lowest first, for overlay's lowerdir
+    store.save(["busybox:1.36"], Path("out.tar"), "oci")
+
+On disk (``root`` is ``<state root>/images``)::
+
+    oci-layout, index.json   an OCI image layout (index.json is derived, for other tools)
+    blobs/sha256/<hex>       manifests, configs and layer blobs, each verified on the way in
+    l/<12 chars>/            one extracted layer, shared by every image that has its diff id;
+                             the names are short because overlay's mount options fit in a page
+    state.json               images, tags and layers; replaced atomically (temp, fsync, rename)
+    tmp/                     blobs and layers being written; renamed into place when complete
+    lock                     flock: one writer at a time
+
+Every change (an import, a tag, a removal) is a transaction: it holds the lock, works on a copy
+of the state and writes it once at the end. If anything fails, the blobs and layer directories
+it created are removed and the state file is untouched, so a failed import leaves nothing behind.
+
+Layer stacks: an image may have at most ``MAX_LAYERS`` (125, Docker's figure) layers so that a
+container's overlay (the lower layers plus its own upper layer) always mounts; a deeper image is
+refused at import with a message that says so, never discovered as a mount error later.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from runtime.errors import NotFound
+from runtime.image.digest import (
+    InvalidReference,
+    digest_hex,
+    is_full_id,
+    parse_reference,
+    parse_tagged,
+    validate_digest,
+)
+from runtime.image.extract import LayerStats, extract, verify
+from runtime.image.model import (
+    CONFIG_TYPES,
+    CONTAINERD_NAME_ANNOTATION,
+    DOCKER_CONFIG,
+    DOCKER_MANIFEST,
+    LAYER_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    REF_NAME_ANNOTATION,
+    Image,
+    ImageInUse,
+    InvalidImage,
+)
+from runtime.image.tarstream import CHUNK, InvalidArchive, Limits, Source
+
+MAX_LAYERS = 125
+MAX_JSON = 8 << 20  # manifests, configs, index.json, manifest.json
+STATE_VERSION = 1
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_SHORT_HEX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{1,64})")
+
+
+@dataclass
+class _Txn:
+    state: dict[str, Any]
+    new_blobs: list[Path] = field(default_factory=list)
+    new_layers: list[Path] = field(default_factory=list)
+    removed_layers: list[Path] = field(default_factory=list)
+    removed_blobs: list[Path] = field(default_factory=list)
+    synced: bool = True
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    blob: str
+    diff_id: str
+    size: int  # bytes of the blob
+    media_type: str
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"version": STATE_VERSION, "images": {}, "refs": {}, "layers": {}, "blobs": {}}
+
+
+def canonical_json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def loads_json(data: bytes, what: str) -> Any:
+    if len(data) > MAX_JSON:
+        raise InvalidImage(f"{what} is larger than {MAX_JSON} bytes")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise InvalidImage(f"{what} is not valid JSON") from None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def host_architecture() -> str:
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+        machine, machine
+    )
+
+
+class ImageStore:
+    """Images as OCI blobs plus extracted, shared layers. See the module docstring."""
+
+    MAX_LAYERS = MAX_LAYERS
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        limits: Limits = Limits(),  # noqa: B008 - frozen
+        in_use: Callable[[], set[str]] | None = None,
+        durable: bool = True,
+    ) -> None:
+        """``in_use`` returns the ids of images that containers use (``rmi`` refuses those);
+        ``durable`` syncs new layers to disk before an import is recorded."""
+        self.root = Path(root)
+        self.limits = limits
+        self._in_use = in_use or set
+        self._durable = durable
+        self._local = threading.local()
+        self._json_cache: dict[str, Any] = {}
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    @property
+    def layers_root(self) -> Path:
+        """The directory holding the extracted layers (chdir here and use the short names)."""
+        return self.root / "l"
+
+    @property
+    def blobs_root(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    @property
+    def tmp_root(self) -> Path:
+        return self.root / "tmp"
+
+    def _ensure(self) -> None:
+        if (self.root / "oci-layout").exists():
+            return
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        for d, mode in (
+            (self.blobs_root, 0o711),
+            (self.layers_root, 0o711),
+            (self.tmp_root, 0o700),
+        ):
+            d.mkdir(mode=mode, parents=True, exist_ok=True)
+        _atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+
+    # -- locking and state -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self._ensure()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _txn(self) -> _Txn | None:
+        txn: _Txn | None = getattr(self._local, "txn", None)
+        return txn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Txn]:
+        """Hold the store lock; the state is written once at the end, or everything new undone."""
+        outer = self._txn()
+        if outer is not None:
+            yield outer
+            return
+        with self._lock():
+            before = self._read_state()
+            txn = _Txn(json.loads(json.dumps(before)))
+            self._local.txn = txn
+            try:
+                yield txn
+                if txn.state != before:
+                    if not txn.synced and self._durable:
+                        _syncfs(self.root)
+                    self._write_state(txn.state)
+                    for path in txn.removed_layers:
+                        shutil.rmtree(path, ignore_errors=True)
+                    for path in txn.removed_blobs:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+            except BaseException:
+                for path in txn.new_layers:
+                    shutil.rmtree(path, ignore_errors=True)
+                for path in txn.new_blobs:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                raise
+            finally:
+                self._local.txn = None
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data = (self.root / "state.json").read_bytes()
+        except FileNotFoundError:
+            return _empty_state()
+        state = json.loads(data)
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise InvalidImage(f"{self.root / 'state.json'}: unknown state format")
+        return state
+
+    def _state(self) -> dict[str, Any]:
+        txn = self._txn()
+        return txn.state if txn is not None else self._read_state()
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        _atomic_write(
+            self.root / "state.json", json.dumps(state, indent=1, sort_keys=True).encode()
+        )
+        _atomic_write(self.root / "index.json", canonical_json(self._oci_index(state)))
+
+    def _oci_index(self, state: dict[str, Any]) -> dict[str, Any]:
+        manifests = []
+        tagged: set[str] = set()
+        for ref, image_id in sorted(state["refs"].items()):
+            rec = state["images"].get(image_id)
+            if rec is None:
+                continue
+            tagged.add(image_id)
+            manifests.append(
+                {
+                    "mediaType": rec["media_type"],
+                    "digest": rec["manifest"],
+                    "size": rec["manifest_size"],
+                    "annotations": {CONTAINERD_NAME_ANNOTATION: ref, REF_NAME_ANNOTATION: ref},
+                }
+            )
+        for image_id, rec in sorted(state["images"].items()):
+            if image_id not in tagged:
+                manifests.append(
+                    {
+                        "mediaType": rec["media_type"],
+                        "digest": rec["manifest"],
+                        "size": rec["manifest_size"],
+                    }
+                )
+        return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_root / digest_hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
+    def read_blob(self, digest: str, what: str = "blob") -> bytes:
+        """A small blob (manifest, config), its digest checked again as it is read."""
+        with self.open_blob(digest) as f:
+            data = f.read(MAX_JSON + 1)
+        if len(data) > MAX_JSON:
+            raise InvalidImage(f"{what} {digest} is larger than {MAX_JSON} bytes")
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidImage(f"{what} {digest} in the store does not match its digest")
+        return data
+
+    def _json_blob(self, digest: str, what: str) -> Any:
+        cached = self._json_cache.get(digest)
+        if cached is None:
+            cached = loads_json(self.read_blob(digest, what), what)
+            self._json_cache[digest] = cached
+        return cached
+
+    def _tmp_path(self, prefix: str) -> Path:
+        self._ensure()
+        return self.tmp_root / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}"
+
+    def ingest_blob(
+        self,
+        stream: BinaryIO,
+        expected_digest: str | None = None,
+        expected_size: int | None = None,
+    ) -> str:
+        """Copy ``stream`` into the store, hashing as it goes; verify, then rename into place.
+
+        Returns the digest. If ``expected_digest`` is already stored nothing is read.
+        """
+        if expected_digest is not None:
+            validate_digest(expected_digest)
+            if self.has_blob(expected_digest):
+                return expected_digest
+        tmp = self._tmp_path("b")
+        try:
+            digest, size = _copy_hashed(stream, tmp, expected_size, self.limits.max_bytes)
+            if expected_size is not None and size != expected_size:
+                raise InvalidImage(
+                    f"blob {expected_digest or digest} is {size} bytes, expected {expected_size}"
+                )
+            if expected_digest is not None and digest != expected_digest:
+                raise InvalidImage(
+                    f"blob content does not match its digest {expected_digest} (got {digest})"
+                )
+            self._place_blob(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return digest
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store a small blob (manifest, config) given as bytes."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(digest):
+            return digest
+        tmp = self._tmp_path("b")
+        try:
+            _atomic_write(tmp, data, rename=False)
+            self._place_blob(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return digest
+
+    def _place_blob(self, tmp: Path, digest: str) -> None:
+        target = self.blob_path(digest)
+        existed = target.exists()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        txn = self._txn()
+        if txn is not None and not existed:
+            txn.new_blobs.append(target)
+
+    # -- layers ---------------------------------------------------------------------------------
+
+    def ingest_layer(
+        self,
+        stream: BinaryIO,
+        *,
+        expected_blob: str | None = None,
+        expected_diff_id: str | None = None,
+        expected_size: int | None = None,
+        store_blob: bool = True,
+    ) -> LayerInfo:
+        """Read a layer once: store its blob and extract it (unless already extracted).
+
+        Inside a transaction; verifies the blob digest, the size and the diff id when given.
+        Uncompressed and gzip layers are stored as given; bzip2 and xz ones are stored
+        decompressed (OCI has no media type for them).
+        """
+        txn = self._txn()
+        if txn is None:
+            with self.transaction():
+                return self.ingest_layer(
+                    stream,
+                    expected_blob=expected_blob,
+                    expected_diff_id=expected_diff_id,
+                    expected_size=expected_size,
+                    store_blob=store_blob,
+                )
+        state = txn.state
+        if expected_blob is not None:
+            validate_digest(expected_blob)
+        if expected_diff_id is not None:
+            validate_digest(expected_diff_id)
+        need_extract = expected_diff_id is None or expected_diff_id not in state["layers"]
+        blob_tmp = self._tmp_path("b") if store_blob else None
+        layer_tmp = self._tmp_path("x") if need_extract else None
+        tee = None
+        try:
+            if blob_tmp is not None:
+                tee = open(blob_tmp, "xb")  # noqa: SIM115 - closed in finally
+            if layer_tmp is not None:
+                layer_tmp.mkdir(mode=0o755)
+            try:
+                src = Source(stream, self.limits, tee=tee, tee_mode="auto")
+                stats = (
+                    extract(src, layer_tmp, self.limits)
+                    if layer_tmp is not None
+                    else verify(src, self.limits)
+                )
+            except InvalidArchive as exc:
+                raise InvalidImage(
+                    f"layer {expected_blob or ''}: {exc}".replace(" : ", ": ")
+                ) from None
+            if tee is not None:
+                tee.flush()
+                if self._durable:
+                    os.fsync(tee.fileno())
+                tee.close()
+            blob = stats.digest if src.tee_decompressed else stats.raw_digest
+            size = stats.tar_size if src.tee_decompressed else src.raw_bytes
+            if expected_size is not None and src.raw_bytes != expected_size:
+                raise InvalidImage(
+                    f"layer {expected_blob or blob} is {src.raw_bytes} bytes, expected {expected_size}"
+                )
+            if expected_blob is not None and stats.raw_digest != expected_blob:
+                raise InvalidImage(
+                    f"layer blob does not match its digest {expected_blob} (got {stats.raw_digest})"
+                )
+            if expected_diff_id is not None and stats.digest != expected_diff_id:
+                raise InvalidImage(
+                    f"layer {expected_blob or blob} does not match its diff id {expected_diff_id} "
+                    f"(got {stats.digest})"
+                )
+            diff_id = stats.digest
+            if blob_tmp is not None:
+                self._place_blob(blob_tmp, blob)
+            if layer_tmp is not None and diff_id not in state["layers"]:
+                self._place_layer(txn, layer_tmp, diff_id, stats)
+            media_type = (
+                OCI_LAYER_GZIP
+                if src.compression == "gzip" and not src.tee_decompressed
+                else OCI_LAYER
+            )
+            state["blobs"][blob] = diff_id
+            return LayerInfo(blob, diff_id, size, media_type)
+        finally:
+            if tee is not None and not tee.closed:
+                tee.close()
+            if blob_tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    blob_tmp.unlink()
+            if layer_tmp is not None and layer_tmp.exists():
+                shutil.rmtree(layer_tmp, ignore_errors=True)
+
+    def _place_layer(self, txn: _Txn, tmp: Path, diff_id: str, stats: LayerStats) -> None:
+        state = txn.state
+        used = {rec["dir"] for rec in state["layers"].values()}
+        name = digest_hex(diff_id)[:12]
+        while name in used:
+            name = secrets.token_hex(6)
+        target = self.layers_root / name
+        if target.exists() or target.is_symlink():
+            # Left by a crash between the rename and the state write: not in the state, so ours.
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.chmod(tmp, os.stat(tmp).st_mode & 0o7777)
+        os.rename(tmp, target)
+        txn.new_layers.append(target)
+        txn.synced = False
+        state["layers"][diff_id] = {
+            "dir": name,
+            "size": stats.size,
+            "tar_size": stats.tar_size,
+            "entries": stats.entries,
+        }
+
+    def layer_dirs(self, image: Image) -> builtins.list[Path]:
+        """The extracted layer directories of ``image``, LOWEST FIRST (overlay lowerdir order is
+        the reverse: topmost first). Their names under ``layers_root`` are 12 characters."""
+        layers = self._state()["layers"]
+        dirs = []
+        for diff_id in image.layers:
+            rec = layers.get(diff_id)
+            if rec is None:
+                raise NotFound(
+                    f"layer {diff_id} of image {image.short_id} is missing from the store"
+                )
+            dirs.append(self.layers_root / rec["dir"])
+        return dirs
+
+    def layer_tar_size(self, diff_id: str) -> int:
+        return int(self._state()["layers"][diff_id]["tar_size"])
+
+    # -- manifests and images -------------------------------------------------------------------
+
+    def add_manifest(self, manifest: bytes, refs: Sequence[str] = ()) -> Image:
+        """Register an OCI or Docker schema 2 manifest whose blobs are already ingested.
+
+        Verifies the config and every layer, extracts the layers not yet extracted, records the
+        image and tags it with ``refs``.
+        """
+        media_type, config_desc, layer_descs = parse_manifest(manifest)
+        parsed_refs = [parse_tagged(r) for r in refs]
+        with self.transaction() as txn:
+            config = self._load_config(config_desc["digest"], config_desc.get("size"))
+            diff_ids = config_diff_ids(config)
+            if len(diff_ids) != len(layer_descs):
+                raise InvalidImage(
+                    f"manifest has {len(layer_descs)} layers but the config lists {len(diff_ids)}"
+                )
+            check_depth(len(diff_ids))
+            for desc, diff_id in zip(layer_descs, diff_ids, strict=True):
+                if (
+                    diff_id in txn.state["layers"]
+                    and txn.state["blobs"].get(desc["digest"]) == diff_id
+                ):
+                    continue
+                if not self.has_blob(desc["digest"]):
+                    raise InvalidImage(f"layer blob {desc['digest']} has not been ingested")
+                with self.open_blob(desc["digest"]) as f:
+                    self.ingest_layer(
+                        f,
+                        expected_blob=desc["digest"],
+                        expected_diff_id=diff_id,
+                        expected_size=desc["size"],
+                        store_blob=False,
+                    )
+            return self.record_image(manifest, media_type, [str(r) for r in parsed_refs])
+
+    def _load_config(self, digest: str, size: int | None = None) -> dict[str, Any]:
+        if not self.has_blob(digest):
+            raise InvalidImage(f"image config {digest} has not been ingested")
+        if size is not None and self.blob_path(digest).stat().st_size != size:
+            raise InvalidImage(f"image config {digest} does not have the size its manifest says")
+        config = self._json_blob(digest, "image config")
+        if not isinstance(config, dict):
+            raise InvalidImage("image config is not a JSON object")
+        return config
+
+    def record_image(self, manifest: bytes, media_type: str, refs: Sequence[str]) -> Image:
+        """Store ``manifest`` and point ``refs`` (canonical, already parsed) at its image."""
+        txn = self._txn()
+        assert txn is not None, "record_image runs inside a transaction"
+        _, config_desc, _ = parse_manifest(manifest)
+        image_id = config_desc["digest"]
+        manifest_digest = self.put_bytes(manifest)
+        txn.state["images"][image_id] = {
+            "manifest": manifest_digest,
+            "media_type": media_type,
+            "manifest_size": len(manifest),
+            "added": _now(),
+        }
+        for ref in refs:
+            txn.state["refs"][ref] = image_id
+        return self._image(txn.state, image_id)
+
+    def manifest_of(self, image: Image) -> tuple[str, bytes]:
+        """(media type, bytes) of the image's manifest, as a registry push needs them."""
+        return image.manifest_media_type, self.read_blob(image.manifest_digest, "manifest")
+
+    def _image(self, state: dict[str, Any], image_id: str) -> Image:
+        rec = state["images"][image_id]
+        manifest = self._json_blob(rec["manifest"], "manifest")
+        config = self._json_blob(image_id, "image config")
+        diff_ids = tuple(config_diff_ids(config))
+        layers = state["layers"]
+        size = sum(int(layers[d]["size"]) for d in diff_ids if d in layers)
+        tags = tuple(sorted(ref for ref, target in state["refs"].items() if target == image_id))
+        created = config.get("created")
+        return Image(
+            id=image_id,
+            manifest_digest=rec["manifest"],
+            config=config,
+            repo_tags=tags,
+            created=created if isinstance(created, str) else None,
+            size=size,
+            layers=diff_ids,
+            layer_blobs=tuple(d["digest"] for d in manifest.get("layers", [])),
+            manifest_media_type=rec["media_type"],
+        )
+
+    def list(self) -> builtins.list[Image]:
+        state = self._state()
+        images = [self._image(state, image_id) for image_id in state["images"]]
+        return sorted(images, key=lambda i: (i.created or "", i.id), reverse=True)
+
+    def resolve(self, ref_or_id: str) -> Image:
+        """An image by ``name[:tag]``, ``name@digest``, full id or unambiguous id prefix."""
+        state = self._state()
+        return self._image(state, self._resolve_id(state, ref_or_id)[0])
+
+    def _resolve_id(self, state: dict[str, Any], text: str) -> tuple[str, str | None]:
+        """(image id, the canonical ref if ``text`` named a tag)."""
+        text = text.strip()
+        images = state["images"]
+        if is_full_id(text):
+            image_id = text if text.startswith("sha256:") else "sha256:" + text
+            if image_id in images:
+                return image_id, None
+            raise NotFound(f"no such image: {text}")
+        try:
+            ref = parse_reference(text)
+        except InvalidReference:
+            ref = None
+        if ref is not None:
+            if ref.digest is not None:
+                for image_id, rec in images.items():
+                    if rec["manifest"] == ref.digest:
+                        return image_id, None
+            elif str(ref) in state["refs"]:
+                return state["refs"][str(ref)], str(ref)
+        match = _SHORT_HEX_RE.fullmatch(text)
+        if match:
+            found = [i for i in images if i[7:].startswith(match.group(1))]
+            if len(found) == 1:
+                return found[0], None
+            if len(found) > 1:
+                raise InvalidReference(f"image id prefix {text!r} is ambiguous")
+        if ref is None:
+            parse_reference(text)  # raises the reference's own error
+        raise NotFound(f"no such image: {text}")
+
+    def tag(self, image: Image, ref: str) -> None:
+        canonical = str(parse_tagged(ref))
+        with self.transaction() as txn:
+            if image.id not in txn.state["images"]:
+                raise NotFound(f"no such image: {image.id}")
+            txn.state["refs"][canonical] = image.id
+
+    def remove(self, ref_or_id: str, *, force: bool = False) -> builtins.list[str]:
+        """Untag, and delete the image when no name is left (``docker rmi`` semantics).
+
+        Refuses (``ImageInUse``) an image with several names when given its id, and an image a
+        container uses, unless ``force``. A forced removal of an image in use only removes its
+        names: its layers stay until no container uses it. Returns ``Untagged: ...`` and
+        ``Deleted: ...`` lines.
+        """
+        in_use = self._in_use()
+        with self.transaction() as txn:
+            state = txn.state
+            image_id, ref = self._resolve_id(state, ref_or_id)
+            tags = sorted(r for r, target in state["refs"].items() if target == image_id)
+            if ref is not None and len(tags) > 1:
+                del state["refs"][ref]
+                return [f"Untagged: {_familiar(ref)}"]
+            short = image_id[7:19]
+            if ref is None and len(tags) > 1 and not force:
+                raise ImageInUse(
+                    f"image {short} has several names ({', '.join(map(_familiar, tags))}): "
+                    "remove them one by one or use -f"
+                )
+            if image_id in in_use and not force:
+                raise ImageInUse(
+                    f"image {ref_or_id} ({short}) is used by a container: use -f to remove it anyway"
+                )
+            out = []
+            for tag in tags:
+                del state["refs"][tag]
+                out.append(f"Untagged: {_familiar(tag)}")
+            if image_id not in in_use:
+                del state["images"][image_id]
+                out.append(f"Deleted: {image_id}")
+                self._collect(txn, in_use)
+            return out
+
+    def prune(self, *, all_unused: bool = False) -> builtins.list[str]:
+        """Delete untagged images (``all_unused``: every image) no container uses, then every
+        blob and layer nothing references, and leftovers of interrupted imports."""
+        in_use = self._in_use()
+        out: builtins.list[str] = []
+        with self.transaction() as txn:
+            state = txn.state
+            tagged = set(state["refs"].values())
+            for image_id in sorted(state["images"]):
+                if image_id in in_use or (image_id in tagged and not all_unused):
+                    continue
+                for ref in [r for r, t in state["refs"].items() if t == image_id]:
+                    del state["refs"][ref]
+                    out.append(f"Untagged: {_familiar(ref)}")
+                del state["images"][image_id]
+                out.append(f"Deleted: {image_id}")
+            out += self._collect(txn, in_use, sweep=True)
+        return out
+
+    def _collect(self, txn: _Txn, in_use: set[str], *, sweep: bool = False) -> builtins.list[str]:
+        """Schedule unreferenced blobs and layers for deletion once the state is written."""
+        state = txn.state
+        keep_blobs: set[str] = set()
+        keep_layers: set[str] = set()
+        for image_id, rec in state["images"].items():
+            keep_blobs |= {image_id, rec["manifest"]}
+            manifest = self._json_blob(rec["manifest"], "manifest")
+            keep_blobs |= {d["digest"] for d in manifest.get("layers", [])}
+            keep_layers |= set(config_diff_ids(self._json_blob(image_id, "image config")))
+        out = []
+        for diff_id in list(state["layers"]):
+            if diff_id not in keep_layers:
+                rec = state["layers"].pop(diff_id)
+                txn.removed_layers.append(self.layers_root / rec["dir"])
+                out.append(f"Deleted layer: {diff_id}")
+        for blob in list(state["blobs"]):
+            if blob not in keep_blobs:
+                del state["blobs"][blob]
+        if sweep:
+            self._ensure()
+            for path in self.blobs_root.iterdir():
+                if "sha256:" + path.name not in keep_blobs:
+                    txn.removed_blobs.append(path)
+                    out.append(f"Deleted blob: sha256:{path.name}")
+            dirs = {rec["dir"] for rec in state["layers"].values()}
+            for path in self.layers_root.iterdir():
+                if path.name not in dirs and path not in txn.removed_layers:
+                    txn.removed_layers.append(path)
+            for path in self.tmp_root.iterdir():
+                if not _owner_alive(path.name):
+                    txn.removed_layers.append(path)
+            # The state may not change (nothing to forget) while files still go: force a write.
+            state["pruned"] = _now()
+        else:
+            txn.removed_blobs += self._unreferenced_blobs(state, keep_blobs)
+        return out
+
+    def _unreferenced_blobs(self, state: dict[str, Any], keep: set[str]) -> builtins.list[Path]:
+        """Blobs that belonged to images just deleted (known from the previous state)."""
+        before = self._read_state()
+        candidates: set[str] = set()
+        for image_id, rec in before["images"].items():
+            if image_id in state["images"]:
+                continue
+            candidates |= {image_id, rec["manifest"]}
+            manifest = self._json_blob(rec["manifest"], "manifest")
+            candidates |= {d["digest"] for d in manifest.get("layers", [])}
+        return [self.blob_path(d) for d in sorted(candidates - keep)]
+
+    # -- formats --------------------------------------------------------------------------------
+
+    def import_path(self, path: Path, ref: str | None = None) -> Image:
+        """Import a ``docker save`` archive, an OCI layout (directory or tar) or a rootfs tar."""
+        from runtime.image import formats
+
+        images = formats.import_path(self, Path(path), ref)
+        return images[0]
+
+    def import_rootfs_tar(self, path: Path, ref: str | None = None) -> Image:
+        """A plain root filesystem tarball (optionally gzip, bzip2 or xz) as a one-layer image."""
+        parsed = str(parse_tagged(ref)) if ref else None
+        with _open_input(path) as f, self.transaction():
+            layer = self.ingest_layer(f)
+            return self.image_from_layers(
+                [layer],
+                history=[{"created": _now(), "created_by": f"import {Path(path).name}"}],
+                refs=[parsed] if parsed else [],
+            )
+
+    def image_from_layers(
+        self,
+        layers: Sequence[LayerInfo],
+        *,
+        history: builtins.list[dict[str, Any]],
+        refs: Sequence[str],
+        run_config: dict[str, Any] | None = None,
+        base: dict[str, Any] | None = None,
+    ) -> Image:
+        """Write a config and an OCI manifest for ``layers`` (on top of ``base``'s config)."""
+        check_depth(len(layers))
+        config: dict[str, Any] = dict(base or {})
+        config.update(
+            {
+                "created": _now(),
+                "architecture": config.get("architecture") or host_architecture(),
+                "os": "linux",
+                "config": run_config
+                if run_config is not None
+                else config.get("config") or {"Env": [DEFAULT_PATH_ENV]},
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+                "history": list(config.get("history") or []) + history,
+            }
+        )
+        config_bytes = canonical_json(config)
+        config_digest = self.put_bytes(config_bytes)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": [
+                {"mediaType": layer.media_type, "digest": layer.blob, "size": layer.size}
+                for layer in layers
+            ],
+        }
+        return self.record_image(canonical_json(manifest), OCI_MANIFEST, refs)
+
+    def save(self, refs: Sequence[str], out: Path, format: str = "oci") -> None:
+        """Write images as an OCI layout tar (``oci``) or a ``docker save`` tar (``docker``)."""
+        from runtime.image import formats
+
+        formats.save(self, refs, Path(out), format)
+
+    def statistics(self) -> dict[str, int]:
+        state = self._state()
+        return {
+            "images": len(state["images"]),
+            "tags": len(state["refs"]),
+            "layers": len(state["layers"]),
+            "blobs": len(state["blobs"]),
+        }
+
+
+# -- manifest and config checks -------------------------------------------------------------------
+
+
+def parse_manifest(data: bytes) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """(media type, config descriptor, layer descriptors) of an image manifest, every digest,
+    size and media type checked."""
+    manifest = loads_json(data, "manifest")
+    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
+        raise InvalidImage("not an image manifest (schemaVersion 2 expected)")
+    config = manifest.get("config")
+    layers = manifest.get("layers")
+    if not isinstance(config, dict) or not isinstance(layers, list):
+        raise InvalidImage("manifest has no config or no layers")
+    media_type = manifest.get("mediaType")
+    if media_type is None:
+        media_type = DOCKER_MANIFEST if config.get("mediaType") == DOCKER_CONFIG else OCI_MANIFEST
+    if media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
+        raise InvalidImage(f"unsupported manifest media type {media_type!r}")
+    _descriptor(config, CONFIG_TYPES, "config")
+    for layer in layers:
+        _descriptor(layer, LAYER_TYPES, "layer")
+    check_depth(len(layers))
+    return str(media_type), config, layers
+
+
+def _descriptor(desc: object, types: tuple[str, ...], what: str) -> None:
+    if not isinstance(desc, dict):
+        raise InvalidImage(f"manifest {what} descriptor is not an object")
+    validate_digest(desc.get("digest"))  # type: ignore[arg-type]
+    size = desc.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidImage(f"manifest {what} descriptor has an invalid size")
+    media = desc.get("mediaType")
+    if media not in types:
+        raise InvalidImage(f"unsupported {what} media type {media!r}")
+
+
+def config_diff_ids(config: dict[str, Any]) -> list[str]:
+    rootfs = config.get("rootfs")
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
+        raise InvalidImage("image config has no rootfs of type 'layers'")
+    diff_ids = rootfs.get("diff_ids")
+    if not isinstance(diff_ids, list):
+        raise InvalidImage("image config has no rootfs.diff_ids")
+    for d in diff_ids:
+        validate_digest(d)
+    os_name = config.get("os")
+    if os_name not in (None, "", "linux"):
+        raise InvalidImage(f"image is for {os_name!r}, not linux")
+    return list(diff_ids)
+
+
+def check_depth(n: int) -> None:
+    if n > MAX_LAYERS:
+        raise InvalidImage(
+            f"image has {n} layers; at most {MAX_LAYERS} can be stacked (overlayfs lower "
+            "directory limits): squash it into fewer layers first"
+        )
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+
+def _familiar(ref: str) -> str:
+    try:
+        return parse_reference(ref).familiar
+    except InvalidReference:
+        return ref
+
+
+def _open_input(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidImage(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _copy_hashed(
+    stream: BinaryIO, dest: Path, limit: int | None, max_bytes: int
+) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    cap = max_bytes if limit is None else limit
+    with open(dest, "xb") as out:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > cap:
+                raise InvalidImage(f"blob is larger than {cap} bytes")
+            h.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return "sha256:" + h.hexdigest(), size
+
+
+def _atomic_write(path: Path, data: bytes, *, rename: bool = True) -> None:
+    """Write ``path`` so that a crash leaves either the old or the new content."""
+    if not rename:
+        with open(path, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (the new layers) before the state names them."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            if err != errno.ENOSYS:
+                raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def _owner_alive(name: str) -> bool:
+    """Temp names carry the writer's pid (``b-<pid>-<rand>``)."""
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
