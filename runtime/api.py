@@ -72,6 +72,7 @@ class Runtime:
         log_max_size: int = 10 * 1024 * 1024,
         log_max_files: int = 3,
         inherit_stdio: bool = False,
+        cleanup_paths: tuple[str, ...] = (),
     ) -> st.ContainerState:
         st.validate_id(container_id)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,7 @@ class Runtime:
             cgroup_parent=self.cgroup_parent,
             cgroup_version=self.cgroup_version,
             inherit_stdio=inherit_stdio,
+            cleanup_paths=cleanup_paths,
         )
         launched: Launched = spawn(container_id, config, self.root / container_id, options)
         if pid_file:
@@ -153,10 +155,24 @@ class Runtime:
         finally:
             os.close(pidfd)
 
-    def wait(self, container_id: str, timeout: float | None = None) -> dict[str, Any] | None:
-        """The exit record once the container has ended (None on timeout)."""
+    def kill_all(self, container_id: str, sig: int = signal.SIGTERM) -> None:
+        """Signal every process in the container's cgroup (``kill --all``)."""
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "kill")
+        self._cgroup(container_id).kill_all(sig)
+
+    def wait(
+        self, container_id: str, timeout: float | None = None, *, until_removed: bool = False
+    ) -> dict[str, Any] | None:
+        """The exit record once the container has ended (None on timeout).
+
+        ``until_removed`` also waits for the monitor to finish its cleanup (the cgroup, and for a
+        container launched with ``cleanup_paths``, its whole state).
+        """
         current = self.state(container_id)
         result = wait_exit(current.directory, timeout)
+        if until_removed and result is not None:
+            self._wait_monitor_gone(current)
         self._reap_monitor(container_id)
         if result is None and timeout is None:
             # The monitor died without recording an exit: the kernel is the only witness left.

@@ -46,6 +46,7 @@ class LaunchOptions:
     cgroup_parent: str = "orchestrator"
     cgroup_version: int | None = None  # detected once by the caller, not in every monitor
     inherit_stdio: bool = False  # the container writes to our stdio instead of the log
+    cleanup_paths: tuple[str, ...] = ()  # removed with the container's state once it ends (--rm)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def _monitor(
     mark("reported")
     report.send(pid=pid)
     report.close()
-    _watch(directory, pid, cgroup, log, (out_r, err_r), listener)
+    _watch(directory, pid, cgroup, log, (out_r, err_r), listener, options.cleanup_paths)
 
 
 def _freezer_file(cgroup: Any) -> str | None:
@@ -243,6 +244,7 @@ def _watch(
     log: LogWriter | None,
     outputs: tuple[int, int],
     listener: socket.socket,
+    cleanup_paths: tuple[str, ...],
 ) -> NoReturn:
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     signal.set_wakeup_fd(wake_w)
@@ -294,7 +296,7 @@ def _watch(
         drain(fd)
     if log:
         log.close()
-    _finish(directory, status, cgroup, waiters, listener)
+    _finish(directory, status, cgroup, waiters, listener, cleanup_paths)
 
 
 def _reap_children(init_pid: int) -> int | None:
@@ -312,7 +314,12 @@ def _reap_children(init_pid: int) -> int | None:
 
 
 def _finish(
-    directory: Path, status: int, cgroup: Any, waiters: list[socket.socket], listener: socket.socket
+    directory: Path,
+    status: int,
+    cgroup: Any,
+    waiters: list[socket.socket],
+    listener: socket.socket,
+    cleanup_paths: tuple[str, ...],
 ) -> NoReturn:
     mark("exited")
     oom = False
@@ -363,6 +370,10 @@ def _finish(
         except ChildProcessError:
             break
     _destroy_quietly(cgroup)
+    if cleanup_paths:
+        for path in cleanup_paths:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
     mark("finished")
     os._exit(0)
 
@@ -387,14 +398,18 @@ def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] |
     exit_path = directory / "exit.json"
     if exit_path.exists():
         return dict(read_json(exit_path))
-    dirfd, address = socket_address(directory)
+    try:
+        dirfd, address = socket_address(directory)
+    except FileNotFoundError:
+        return None  # removed (--rm) by the monitor as it finished
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    received = b""
     try:
         sock.settimeout(timeout)
         try:
             sock.connect(address)
-            while sock.recv(4096):
-                pass
+            while chunk := sock.recv(4096):
+                received += chunk
         except (FileNotFoundError, ConnectionRefusedError):
             pass  # the monitor is gone; exit.json (or its absence) says the rest
         except TimeoutError:
@@ -405,6 +420,10 @@ def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] |
     finally:
         sock.close()
         os.close(dirfd)
+    if received.endswith(b"\n"):
+        import json
+
+        return dict(json.loads(received))
     try:
         return dict(read_json(exit_path))
     except FileNotFoundError:

@@ -1,0 +1,391 @@
+"""Container commands: run, create, start, restart, ps, logs, stop, kill, rm, wait, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+from typing import Any
+
+from orchestrator.errors import UserError
+
+
+def add_parsers(sub: Any) -> None:
+    for name in ("run", "create"):
+        # -h is --hostname here, as in Docker; --help still helps.
+        p = sub.add_parser(name, help=f"{name} a container from an image", add_help=False)
+        p.add_argument("--help", action="help", help="show this help and exit")
+        if name == "run":
+            p.add_argument(
+                "-d", "--detach", action="store_true", help="run in the background, print the id"
+            )
+        _add_container_options(p)
+        p.add_argument("image")
+        p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+        p.set_defaults(func=cmd_run if name == "run" else cmd_create)
+
+    p = sub.add_parser("start", help="start created or stopped containers")
+    p.add_argument(
+        "-a", "--attach", action="store_true", help="follow its output and return its exit code"
+    )
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("restart", help="stop, then start containers")
+    p.add_argument("-t", "--time", type=float, default=None, help="seconds to wait before killing")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("logs", help="show a container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", type=int, default=None)
+    p.add_argument("container")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("stop", help="stop containers: stop signal, grace period, then SIGKILL")
+    p.add_argument(
+        "-t", "--time", type=float, default=None, help="grace period in seconds (default 10)"
+    )
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("kill", help="send a signal to containers (default SIGKILL)")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("wait", help="wait for containers to stop; print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("inspect", help="show a container's record and state as JSON")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _add_container_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-m", "--memory", help="memory limit (512m, 1g)")
+    p.add_argument("--memory-swap", help="memory plus swap limit; -1 for unlimited")
+    p.add_argument("--memory-reservation")
+    p.add_argument("--cpus", help="number of CPUs (1.5)")
+    p.add_argument("--cpu-shares", type=int)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("-u", "--user", help="user[:group], by name or id, from the image's /etc/passwd")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("--network", "--net", default="none", help="none (default for now) or host")
+    p.add_argument("--entrypoint")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=float, default=10.0)
+
+
+def _containers(args: argparse.Namespace) -> Any:
+    from orchestrator.containers import Containers
+    from orchestrator.paths import state_root
+
+    return Containers(state_root(args.root))
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from orchestrator.containers import ContainerOptions
+    from orchestrator.stack.units import UnitError, parse_cpus, parse_size
+
+    def size(value: str | None, flag: str) -> int | None:
+        if value is None:
+            return None
+        if value == "-1":
+            return -1
+        try:
+            return parse_size(value, flag)
+        except UnitError as exc:
+            raise UserError(exc.message) from None
+
+    env: list[str] = []
+    for path in args.env_file:
+        env += _read_env_file(path)
+    env += args.env
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    no_new_privileges = False
+    for opt in args.security_opt:
+        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+            no_new_privileges = True
+        else:
+            raise UserError(f"--security-opt {opt}: only no-new-privileges is supported")
+    try:
+        cpus = parse_cpus(args.cpus, "--cpus") if args.cpus is not None else None
+    except UnitError as exc:
+        raise UserError(exc.message) from None
+    labels = {}
+    for item in args.label:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    if args.pids_limit is not None and args.pids_limit == 0:
+        raise UserError("--pids-limit must be positive, or -1 for unlimited")
+    return ContainerOptions(
+        image=args.image,
+        command=tuple(cmd) if cmd else None,
+        entrypoint=tuple(args.entrypoint.split()) if args.entrypoint is not None else None,
+        name=args.name,
+        env=tuple(env),
+        user=args.user,
+        workdir=args.workdir,
+        hostname=args.hostname,
+        network=args.network,
+        memory=size(args.memory, "--memory"),
+        memory_swap=size(args.memory_swap, "--memory-swap"),
+        memory_reservation=size(args.memory_reservation, "--memory-reservation"),
+        cpus=cpus,
+        cpu_shares=args.cpu_shares,
+        pids_limit=args.pids_limit,
+        auto_remove=args.rm,
+        read_only=args.read_only,
+        cap_add=tuple(args.cap_add),
+        cap_drop=tuple(args.cap_drop),
+        no_new_privileges=no_new_privileges,
+        labels=labels,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+    )
+
+
+def _read_env_file(path: str) -> list[str]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as exc:
+        raise UserError(f"--env-file {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    container = _containers(args).create(_options(args))
+    print(container.id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    container = containers.create(_options(args))
+    try:
+        containers.start(container)
+    except BaseException:
+        containers.remove(container, force=True)
+        raise
+    if args.detach:
+        print(container.id)
+        return 0
+    return _attach(containers, container, remove=args.rm)
+
+
+def _attach(containers: Any, container: Any, remove: bool = False) -> int:
+    """Stream the container's log to our stdout/stderr until it exits; return its exit code."""
+    from runtime.monitor import socket_address
+    from runtime.state import load
+
+    import socket
+
+    current = load(containers.runtime.root, container.id)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        dirfd, address = socket_address(current.directory)
+        try:
+            sock.connect(address)
+        finally:
+            os.close(dirfd)
+    except OSError:
+        sock.close()
+        sock = None  # type: ignore[assignment]
+    reader = _LogTail(container.log_path)
+    received = b""
+    try:
+        while sock is not None:
+            ready, _, _ = select.select([sock], [], [], 0.05)
+            reader.pump()
+            if ready:
+                chunk = sock.recv(4096)
+                received += chunk
+                if not chunk:
+                    break
+    except KeyboardInterrupt:
+        print(f"\ndetached: {container.name} keeps running", file=sys.stderr)
+        return 130
+    finally:
+        if sock is not None:
+            sock.close()
+    result: dict[str, Any] = {}
+    if received.strip():
+        result = json.loads(received)
+    if remove:
+        containers.runtime._wait_monitor_gone(current)
+    else:
+        result = containers.wait(container) if not result else result
+    reader.pump()
+    reader.close()
+    code = result.get("exit_code")
+    return int(code) if code is not None else 1
+
+
+class _LogTail:
+    """Copies new JSON log lines of a container to stdout/stderr as they appear."""
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.file: Any = None
+        self.buffer = b""
+
+    def pump(self) -> None:
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+            except FileNotFoundError:
+                return
+        self.buffer += self.file.read()
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            stream = sys.stderr if record.get("stream") == "stderr" else sys.stdout
+            stream.write(record.get("log", ""))
+            stream.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    status = 0
+    for name in args.containers:
+        container = containers.get(name)
+        containers.start(container)
+        if args.attach:
+            status = _attach(containers, container)
+        else:
+            print(container.name)
+    return status
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.stop(container, args.time)
+        containers.start(container)
+        print(container.name)
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    rows = [containers.status(c) for c in containers.all()]
+    if not args.all:
+        rows = [r for r in rows if r["state"] in ("running", "paused")]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if args.quiet:
+        for r in rows:
+            print(r["id"][:12])
+        return 0
+    print(f"{'CONTAINER ID':14}{'IMAGE':24}{'COMMAND':24}{'STATUS':18}NAME")
+    for r in rows:
+        state = r["state"]
+        if state == "exited":
+            state = f"exited ({r['exit_code']})"
+        command = (r["command"] or "")[:22]
+        print(f"{r['id'][:12]:14}{str(r['image'])[:22]:24}{command:24}{state:18}{r['name']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from runtime import logs
+
+    containers = _containers(args)
+    container = containers.get(args.container)
+    if args.follow:
+        entries = logs.follow(container.log_path, lambda: containers.is_running(container))
+    else:
+        entries = iter(logs.read(container.log_path, args.tail))
+    for entry in entries:
+        stream = sys.stderr if entry.stream == "stderr" else sys.stdout
+        stream.write(f"{entry.time} {entry.text}" if args.timestamps else entry.text)
+        stream.flush()
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.stop(container, args.time)
+        print(container.name)
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from runtime.spec import parse_signal
+
+    try:
+        sig = parse_signal(args.signal)
+    except ValueError as exc:
+        raise UserError(f"--signal: {exc}") from None
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.kill(container, sig)
+        print(container.name)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.remove(container, force=args.force)
+        print(container.name)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        result = containers.wait(containers.get(name))
+        print(result.get("exit_code"))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    out = []
+    for name in args.containers:
+        container = containers.get(name)
+        out.append({**container.record, "state": containers.status(container)})
+    print(json.dumps(out, indent=2))
+    return 0
