@@ -20,6 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
+from orchestrator.stack.fastcheck import Check, Unsupported, compile_schema
 from orchestrator.stack.yamlsafe import Locator, PathKey
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "stack.schema.json"
@@ -37,11 +38,27 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema())
 
 
+@cache
+def fast_check() -> Check | None:
+    try:
+        return compile_schema(schema())
+    except Unsupported:
+        return None
+
+
+def is_valid(data: Any) -> bool:
+    """The yes/no answer: compiled when possible, else ``jsonschema``'s."""
+    check = fast_check()
+    if check is not None and check(data):
+        return True
+    return bool(validator().is_valid(data))
+
+
 def validate(data: Any, locator: Locator) -> None:
     """Raise the most relevant schema error for ``data`` as a :class:`StackError`."""
-    v = validator()
-    if v.is_valid(data):
+    if is_valid(data):
         return
+    v = validator()
     errors = [_explain(e) for e in v.iter_errors(data)]
     errors.sort(key=lambda pe: (_order(locator, pe[0]), -len(pe[0])))
     path, message = errors[0]

@@ -158,10 +158,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> StackError
         lines = text.splitlines()
         if mark.line < len(lines):
             where = lines[mark.line]
-            if (
-                (mark.column < len(where)
-                and where[mark.column] == "\t")
-                or ("\t" in where[: mark.column + 1] and "cannot start any token" in problem)
+            if (mark.column < len(where) and where[mark.column] == "\t") or (
+                "\t" in where[: mark.column + 1] and "cannot start any token" in problem
             ):
                 return StackError(
                     "tab character where YAML needs spaces (indent with spaces only)",
