@@ -32,6 +32,7 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -42,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from runtime.errors import NotFound
 from runtime.image.digest import (
@@ -70,7 +71,7 @@ from runtime.image.model import (
     ImageInUse,
     InvalidImage,
 )
-from runtime.image.tarstream import CHUNK, InvalidArchive, Limits, Source
+from runtime.image.tarstream import CHUNK, GZIP_MAGIC, InvalidArchive, Limits, Source
 
 MAX_LAYERS = 125
 MAX_JSON = 8 << 20  # manifests, configs, index.json, manifest.json
@@ -400,6 +401,8 @@ class ImageStore:
             if layer_tmp is not None:
                 layer_tmp.mkdir(mode=0o755)
             try:
+                if expected_size is not None:
+                    stream = cast(BinaryIO, _Bounded(stream, expected_size))
                 src = Source(stream, self.limits, tee=tee, tee_mode="auto")
                 stats = (
                     extract(src, layer_tmp, self.limits)
@@ -485,6 +488,29 @@ class ImageStore:
                 )
             dirs.append(self.layers_root / rec["dir"])
         return dirs
+
+    def layer_known(self, blob: str, diff_id: str) -> bool:
+        """Whether ``blob`` is stored, verified to hold ``diff_id``, and that layer extracted."""
+        state = self._state()
+        return (
+            diff_id in state["layers"]
+            and state["blobs"].get(blob) == diff_id
+            and self.has_blob(blob)
+        )
+
+    def layer_info_for(self, diff_id: str) -> LayerInfo | None:
+        """A stored, verified blob of an extracted layer, if there is one."""
+        state = self._state()
+        if diff_id not in state["layers"]:
+            return None
+        for blob, known in sorted(state["blobs"].items()):
+            if known == diff_id and self.has_blob(blob):
+                with self.open_blob(blob) as f:
+                    head = f.read(4)
+                    size = os.fstat(f.fileno()).st_size
+                media_type = OCI_LAYER_GZIP if head.startswith(GZIP_MAGIC) else OCI_LAYER
+                return LayerInfo(blob, diff_id, size, media_type)
+        return None
 
     def layer_tar_size(self, diff_id: str) -> int:
         return int(self._state()["layers"][diff_id]["tar_size"])
@@ -871,6 +897,25 @@ def _familiar(ref: str) -> str:
         return parse_reference(ref).familiar
     except InvalidReference:
         return ref
+
+
+class _Bounded(io.RawIOBase):
+    """Reads ``stream`` but refuses to go past ``limit`` bytes (a blob larger than declared)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = CHUNK if size is None or size < 0 else size
+        data = self._stream.read(min(want, self._left + 1))
+        if len(data) > self._left:
+            raise InvalidImage("blob is larger than its descriptor says")
+        self._left -= len(data)
+        return data
 
 
 def _open_input(path: Path) -> BinaryIO:

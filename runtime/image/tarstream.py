@@ -165,6 +165,7 @@ class Source:
         self._pending = first
         if self.compression != "none":
             self._d = _decompressor(self.compression)
+        self._seekable = self._d is None and not hashing and tee is None and _is_seekable(raw)
 
     # -- raw side ---------------------------------------------------------------------------
 
@@ -286,8 +287,21 @@ class Source:
                 view = view[written:]
 
     def skip(self, n: int) -> None:
+        if self._seekable and not self._pending and n > len(self._buf) - self._off:
+            # Indexing a plain archive: seek over member data instead of reading it.
+            rest = n - (len(self._buf) - self._off)
+            self._buf, self._off = b"", 0
+            self._raw.seek(rest, os.SEEK_CUR)
+            self.bytes += rest
+            self.raw_bytes += rest
+            return
         for _ in self._chunks(n):
             pass
+
+    @property
+    def position(self) -> int:
+        """Offset in the decompressed stream of the next byte ``read`` returns."""
+        return self.bytes - (len(self._buf) - self._off)
 
     def finish(self, trailing_limit: int | None = None) -> None:
         """Read to the end: only zero padding may follow the archive, then the raw stream ends."""
@@ -314,6 +328,13 @@ class Source:
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+def _is_seekable(raw: BinaryIO) -> bool:
+    try:
+        return raw.seekable()
+    except (AttributeError, OSError):
+        return False
 
 
 # -- tar headers ----------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_busybox_rootfs_import(store: ImageStore, busybox_tar: Path) -> None:
     ):
         assert store.resolve(name).id == image.id
     assert store.resolve(f"busybox@{image.manifest_digest}").id == image.id
-    media_type, manifest = store.manifest_of(image)
+    _, manifest = store.manifest_of(image)
     assert json.loads(manifest)["config"]["digest"] == image.id
     assert sorted(os.listdir(store.tmp_root)) == []
 
