@@ -67,6 +67,7 @@ def run(
         if ready.fifo_fd is not None:
             _wait_for_start(ready.fifo_fd)
         _become_user(config, ready)
+        _reset_signals()
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target, inheritable=True)
@@ -281,6 +282,21 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"container setup: {exc}"
     return f"container setup failed: {type(exc).__name__}: {exc}"
+
+
+def _reset_signals() -> None:
+    """The user's program starts with default dispositions and nothing blocked: an ignored signal
+    would stay ignored across exec (the monitor ignores SIGTERM, Python ignores SIGPIPE)."""
+    import signal
+
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _report_and_exit(channel: Channel, message: str) -> NoReturn:

@@ -38,7 +38,11 @@ def _mounts(marker: str) -> list[str]:
             fields = line.split()
             target = fields[4]
             source = fields[fields.index("-") + 2] if "-" in fields else ""
-            if "orchestrator" in target or "orchestrator" in source or (marker and marker in target):
+            if (
+                "orchestrator" in target
+                or "orchestrator" in source
+                or (marker and marker in target)
+            ):
                 found.append(target)
     return found
 
@@ -70,6 +74,9 @@ def _processes(marker: str) -> list[str]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    continue  # exited, holding nothing; its parent has yet to reap it
             with open(f"/proc/{entry}/comm") as f:
                 comm = f.read().strip()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
@@ -108,13 +115,35 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 
 def _cleanup(root: Path) -> None:
-    """Best effort, so one leaking test does not fail every later one."""
-    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+    """Best effort, so one leaking test does not fail every later one: kill the monitors and
+    containers recorded under this test's root (never another test's), remove their cgroups."""
+    import json
+    import signal
+
+    for state_file in root.glob("**/state.json"):
+        try:
+            record = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in ("pid", "monitor_pid"):
+            pid = record.get(key)
+            if isinstance(pid, int) and pid > 1:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        name = record.get("cgroup") or record.get("id")
+        if name:
+            for controller in CGROUP_ROOT.iterdir():
+                path = controller / "orchestrator" / str(name)
+                if path.is_dir():
+                    try:
+                        path.rmdir()
+                    except OSError:
+                        pass
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read().splitlines()
+    for line in reversed(mountinfo):
         target = line.split()[4]
         if target.startswith(str(root)):
             subprocess.run(["umount", "-l", target], capture_output=True)
-    for proc in _processes(str(root)):
-        try:
-            os.kill(int(proc.split()[0]), 9)
-        except OSError:
-            pass
