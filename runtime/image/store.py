@@ -512,6 +512,11 @@ class ImageStore:
                 return LayerInfo(blob, diff_id, size, media_type)
         return None
 
+    def layer_size(self, diff_id: str) -> int:
+        """Bytes of file content in the extracted layer (0 if unknown)."""
+        rec = self._state()["layers"].get(diff_id)
+        return int(rec["size"]) if rec else 0
+
     def layer_tar_size(self, diff_id: str) -> int:
         return int(self._state()["layers"][diff_id]["tar_size"])
 
