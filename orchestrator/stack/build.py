@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import platform as host_platform
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -469,7 +470,7 @@ def _depends_on(ctx: Context, path: PathKey, value: Any) -> tuple[DependsOn, ...
     if value is None:
         return ()
     if isinstance(value, list):
-        return tuple(DependsOn(name) for name in value)
+        return tuple(DependsOn(name) for name in sorted(value))
     return tuple(
         DependsOn(
             name,
@@ -477,7 +478,7 @@ def _depends_on(ctx: Context, path: PathKey, value: Any) -> tuple[DependsOn, ...
             restart=bool(spec.get("restart", False)),
             required=bool(spec.get("required", True)),
         )
-        for name, spec in value.items()
+        for name, spec in sorted(value.items())
     )
 
 
@@ -688,7 +689,9 @@ def _networks(ctx: Context, path: PathKey, value: Any) -> tuple[ServiceNetwork, 
         if v6 is not None:
             v6 = ctx.parse((*where, "ipv6_address"), _ip_version, v6, 6)
         out.append(ServiceNetwork(name, aliases, v4, v6))
-    return tuple(out)
+    # Compose orders a service's networks by name (after priority, which is not supported): the
+    # first one gives the first interface.
+    return tuple(sorted(out, key=lambda n: n.name))
 
 
 def _ip_version(text: str, version: int) -> str:
@@ -927,7 +930,7 @@ def _security_opt(ctx: Context, path: PathKey, value: list[str]) -> bool:
 def _sysctls(ctx: Context, path: PathKey, value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, val in _map(ctx, path, value, keep_none=False).items():
-        if not key.replace(".", "").replace("_", "").replace("/", "").replace("-", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", key):
             raise ctx.error((*path, key), f"sysctl name {key!r} is not valid")
         out[key] = val or ""
     return out
@@ -953,7 +956,7 @@ def _file_refs(ctx: Context, path: PathKey, value: list[Any], section: str) -> t
         uid = spec.get("uid")
         gid = spec.get("gid")
         for key, v in (("uid", uid), ("gid", gid)):
-            if v is not None and not str(v).isdigit():
+            if v is not None and not re.fullmatch(r"[0-9]{1,10}", str(v)):
                 raise ctx.error((*where, key), f"{key} must be a number, not {v!r}")
         mode = (
             ctx.parse((*where, "mode"), parse_mode, spec["mode"], "mode")

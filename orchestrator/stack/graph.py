@@ -55,13 +55,12 @@ class DependencyGraph:
         loc = locator or Locator()
         edges: list[Edge] = []
         for name, svc in services.items():
-            for i, dep in enumerate(svc.depends_on):
+            for dep in svc.depends_on:
                 path: PathKey = ("services", name, "depends_on", dep.service)
                 if _check(
                     loc, services, disabled, name, dep.service, path, "depends on", dep.required
                 ):
                     edges.append(Edge(name, dep.service, "depends_on"))
-                del i
             for i, link in enumerate(svc.links):
                 path = ("services", name, "links", i)
                 if _check(loc, services, disabled, name, link.service, path, "links to", True):

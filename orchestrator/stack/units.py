@@ -443,7 +443,7 @@ def make_extra_host(host: str, address: Any) -> ExtraHost:
 def parse_signal(value: Any) -> str:
     """``SIGTERM``, ``TERM``, ``15``, ``SIGRTMIN+3`` -> a canonical ``SIG...`` name."""
     text = _text(value, "stop_signal").upper()
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,3}", text):
         number = int(text)
         try:
             return signal.Signals(number).name

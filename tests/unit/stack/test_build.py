@@ -238,9 +238,9 @@ def test_kitchen_sink_service(sink: object, project: Path) -> None:
         "example.com",
     )
     assert dict(web.labels) == {"com.example.role": "front"}
-    assert web.depends_on == (
-        DependsOn("db", "service_healthy", restart=True),
+    assert web.depends_on == (  # sorted by name
         DependsOn("cache", "service_started", required=False),
+        DependsOn("db", "service_healthy", restart=True),
     )
     assert web.links == (Link("db", "database"), Link("cache", "cache"))
     assert web.volumes == (
@@ -280,9 +280,9 @@ def test_kitchen_sink_service(sink: object, project: Path) -> None:
     )
     assert web.ports[6].published == "7000-7010"
     assert web.expose == ("3306", "5000-5001", "53/udp")
-    assert web.networks == (
-        ServiceNetwork("front", ("www", "web.local"), "172.30.0.10"),
+    assert web.networks == (  # sorted by name, as Compose orders them
         ServiceNetwork("back"),
+        ServiceNetwork("front", ("www", "web.local"), "172.30.0.10"),
     )
     assert web.extra_hosts == (ExtraHost("host.one", "10.0.0.1"), ExtraHost("host.two", "::1"))
     assert web.restart == RestartPolicy("on-failure", 5)
