@@ -262,7 +262,8 @@ def _become_user(config: ContainerConfig, ready: Ready) -> None:
     caps.drop_bounding(c.bounding)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     user = ready.user
-    os.setgroups(list(user.additional_gids))
+    # The primary group leads the supplementary list, as initgroups(3) and Docker have it.
+    os.setgroups(list(dict.fromkeys((user.gid, *user.additional_gids))))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
