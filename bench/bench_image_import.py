@@ -71,7 +71,8 @@ def main() -> int:
             t.add(rootfs, arcname=".")
         shutil.rmtree(rootfs)
         size = tar.stat().st_size
-        n = sum(1 for _ in tarfile.open(tar))
+        with tarfile.open(tar) as t:
+            n = sum(1 for _ in t)
         print(f"layer: {size / 1e6:.0f} MB, {n} entries")
 
         # The OCI layout all tools read: made by our own save, unpacked to a directory.
