@@ -111,7 +111,7 @@ def test_tampered_oci_blob_is_refused(store: ImageStore, tmp_path: Path) -> None
 
 def test_hostile_manifest_paths(store: ImageStore, tmp_path: Path) -> None:
     for config_path in ("../../../etc/passwd", "/etc/passwd", "a/../../x"):
-        manifest = [{"Config": config_path, "RepoTags": [], "Layers": []}]
+        manifest: list[dict[str, object]] = [{"Config": config_path, "RepoTags": [], "Layers": []}]
         path = tmp_path / "bad.tar"
         path.write_bytes(tar_bytes([file("manifest.json", json.dumps(manifest).encode())]))
         with pytest.raises(InvalidImage, match=r"leaves the layer|no member"):
