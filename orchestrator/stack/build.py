@@ -110,8 +110,10 @@ class Context:
             raise self.error(path, exc.message) from None
 
     def host_path(self, path: str) -> str:
-        if path.startswith("~"):
-            path = os.path.expanduser(path)
+        if path == "~" or path.startswith("~/"):
+            # HOME from the stack's environment when it has one, as Compose expands it.
+            home = self.lookup("HOME") or os.path.expanduser("~")
+            path = home + path[1:]
         return os.path.normpath(os.path.join(self.project_dir, path))
 
 
