@@ -13,6 +13,7 @@ from orchestrator.stack import (
     DependsOn,
     ExtraHost,
     FileRef,
+    FrozenMap,
     Healthcheck,
     IpamConfig,
     Link,
@@ -21,6 +22,7 @@ from orchestrator.stack import (
     Resources,
     RestartPolicy,
     ServiceNetwork,
+    Stack,
     Ulimit,
     VolumesFrom,
 )
@@ -207,20 +209,20 @@ configs:
 
 
 @pytest.fixture
-def sink(load: Load, project: Path) -> object:
+def sink(load: Load, project: Path) -> Stack:
     (project / "web.env").write_text("FROM_FILE=yes\nA=overridden-by-environment\n")
     return load(
         KITCHEN_SINK, env={"TOKEN": "s3cret", "FLAG": "x", "D": "from-shell"}, profiles=["frontend"]
     )
 
 
-def test_kitchen_sink_service(sink: object, project: Path) -> None:
+def test_kitchen_sink_service(sink: Stack, project: Path) -> None:
     stack = sink
-    web = stack.services["web"]  # type: ignore[attr-defined]
+    web = stack.services["web"]
     p = str(project)
     assert web.image == "nginx:1.25"
     assert web.build == Build(
-        f"{p}/web", "Dockerfile.prod", {"VERSION": "1.2", "FLAG": None}, "prod"
+        f"{p}/web", "Dockerfile.prod", FrozenMap({"VERSION": "1.2", "FLAG": None}), "prod"
     )
     assert web.command == ("nginx", "-g", "daemon off;")
     assert web.entrypoint == ("/docker-entrypoint.sh",)
@@ -324,37 +326,37 @@ def test_kitchen_sink_service(sink: object, project: Path) -> None:
     assert len(web.config_hash) == 64
 
 
-def test_kitchen_sink_others(sink: object, project: Path) -> None:
+def test_kitchen_sink_others(sink: Stack, project: Path) -> None:
     stack = sink
-    db = stack.services["db"]  # type: ignore[attr-defined]
+    db = stack.services["db"]
     assert db.resources == Resources(
         memory_limit=2**30, memory_reservation=256 * 2**20, cpus=2.0, pids_limit=-1
     )
     assert db.restart == RestartPolicy("always")
     assert db.healthcheck == Healthcheck(("CMD-SHELL", "pg_isready"))
-    cache = stack.services["cache"]  # type: ignore[attr-defined]
+    cache = stack.services["cache"]
     assert cache.network_mode == "service:db"
     assert cache.networks == ()
     assert cache.restart == RestartPolicy("on-failure", 3, 5 * NS, 120 * NS)
-    assert stack.services["off"].healthcheck == Healthcheck(("NONE",), disable=True)  # type: ignore[attr-defined]
-    assert stack.services["off"].networks == (ServiceNetwork("default"),)  # type: ignore[attr-defined]
+    assert stack.services["off"].healthcheck == Healthcheck(("NONE",), disable=True)
+    assert stack.services["off"].networks == (ServiceNetwork("default"),)
 
-    nets = stack.networks  # type: ignore[attr-defined]
+    nets = stack.networks
     assert nets["front"].name == "sink_front"
     assert nets["front"].ipam == (IpamConfig("172.30.0.0/24", "172.30.0.1", "172.30.0.128/25"),)
     assert nets["back"].internal and dict(nets["back"].labels) == {"tier": "back"}
     assert nets["outside"].external and nets["outside"].name == "real-outside"
     assert nets["default"].name == "sink_default"
-    vols = stack.volumes  # type: ignore[attr-defined]
+    vols = stack.volumes
     assert vols["data"].name == "sink_data" and dict(vols["data"].driver_opts) == {
         "type": "tmpfs",
         "device": "tmpfs",
     }
     assert vols["ext"].external and vols["ext"].name == "ext"
-    assert stack.secrets["token"].content == "s3cret"  # type: ignore[attr-defined]
-    assert stack.secrets["cert"].file == f"{project}/cert.pem"  # type: ignore[attr-defined]
-    assert stack.configs["app_conf"].content == "key = value"  # type: ignore[attr-defined]
-    assert dict(stack.extensions) == {"x-top": {"a": 1}}  # type: ignore[attr-defined]
+    assert stack.secrets["token"].content == "s3cret"
+    assert stack.secrets["cert"].file == f"{project}/cert.pem"
+    assert stack.configs["app_conf"].content == "key = value"
+    assert dict(stack.extensions) == {"x-top": {"a": 1}}
 
 
 def test_profiles_disable_services(load: Load) -> None:

@@ -20,6 +20,7 @@ from orchestrator.stack.normalize import escape
 from .conftest import Load
 
 ENV = {"SET": "value", "EMPTY": "", "N": "3"}
+NOTHING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -79,18 +80,18 @@ def test_errors(template: str, words: str) -> None:
 
 def test_nesting_is_bounded() -> None:
     with pytest.raises(InterpolationError, match="nests deeper"):
-        interpolate_value("${A:-" * 50 + "x" + "}" * 50, {}.get)
+        interpolate_value("${A:-" * 50 + "x" + "}" * 50, NOTHING.get)
 
 
 def test_unset_variables_are_collected_once() -> None:
-    interp = Interpolator({}.get)
+    interp = Interpolator(NOTHING.get)
     interp.value("$A $B ${A}")
     assert interp.unset == ["A", "B"]
 
 
 @given(st.text(max_size=60))
 def test_escaped_text_comes_back_unchanged(text: str) -> None:
-    assert interpolate_value(escape(text), {}.get) == text
+    assert interpolate_value(escape(text), NOTHING.get) == text
 
 
 @given(st.text(alphabet=st.characters(blacklist_characters="$"), max_size=60))
