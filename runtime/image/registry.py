@@ -136,6 +136,10 @@ class UnsupportedMediaType(RegistryError):
     """A manifest or layer type we do not handle (schema 1, an unknown layer type...)."""
 
 
+class Cancelled(RegistryError):
+    """A transfer stopped because another one of the same pull or push failed."""
+
+
 def _in_context(exc: Error, prefix: str) -> RegistryError:
     kind = type(exc) if isinstance(exc, RegistryError) else RegistryError
     return kind(f"{prefix}: {exc}")
@@ -554,7 +558,7 @@ class _Body:
 
     def read(self, n: int = -1) -> bytes:
         if self.cancelled is not None and self.cancelled.is_set():
-            raise RegistryError("cancelled")
+            raise Cancelled("cancelled")
         left = self.length - self.sent
         if n < 0 or n > left:
             n = left
@@ -844,6 +848,7 @@ class RegistryClient:
             headers={"Accept": ", ".join(accept)},
         )
         if resp.status == 404:
+            resp.drain()
             raise ManifestUnknown(f"manifest unknown: {reference} is not in {repo}")
         if resp.status != 200:
             raise self._failure(resp, f"manifest {reference}")
@@ -1027,7 +1032,7 @@ class BlobReader:
 
     def read(self, n: int = -1) -> bytes:
         if self.cancelled is not None and self.cancelled.is_set():
-            raise RegistryError("cancelled")
+            raise Cancelled("cancelled")
         left = self.size - self.offset
         if left == 0:
             self._finish()
@@ -1213,12 +1218,13 @@ def _pull(
         )
         try:
             store.ingest_blob(cast(BinaryIO, reader), expected_digest=digest, expected_size=size)
-        except RegistryError:
-            progress.finish(key, "Failed")
+        except RegistryError as exc:
+            progress.finish(key, "Cancelled" if isinstance(exc, Cancelled) else "Failed")
             raise
         except Error as exc:  # the store's own verification
             progress.finish(key, "Failed")
-            raise DigestMismatch(f"blob {digest} failed verification: {exc}") from None
+            text = str(exc)
+            raise DigestMismatch(text if digest in text else f"blob {digest}: {text}") from None
         finally:
             reader.close()
         progress.finish(key, "Download complete")
@@ -1308,8 +1314,8 @@ def _push(
                     on_read=lambda n: progress.advance(key, n),
                     cancelled=cancelled,
                 )
-            except Error:
-                progress.finish(key, "Failed")
+            except Error as exc:
+                progress.finish(key, "Cancelled" if isinstance(exc, Cancelled) else "Failed")
                 raise
         progress.finish(key, f"Mounted from {mount_from}" if how == "mounted" else "Pushed")
         with lock:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from runtime.image import ImageStore
-from tests.conftest import leftovers
 from tests.image_fixtures import busybox_rootfs, file, write_tar
 from tests.integration.registry.helpers import Registry, bcrypt_htpasswd, start_registry
 
@@ -68,7 +68,20 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
             break
         time.sleep(0.05)
     assert not extra, f"threads left running: {extra}"
-    assert not leftovers(str(root)).get("processes"), "a process of this test is still running"
+    assert not _processes_mentioning(str(root)), "a process of this test is still running"
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
 
 
 @pytest.fixture
