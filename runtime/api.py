@@ -37,8 +37,13 @@ class Runtime:
         *,
         cgroup_root: str = "/sys/fs/cgroup",
         cgroup_parent: str = "orchestrator",
+        fork_server: bool = False,
     ) -> None:
+        """``fork_server`` launches monitors from the root's fork server (started on demand)
+        instead of forking this process: required when this process has threads, and cheaper
+        in memory for containers that outlive a short-lived caller."""
         self.root = Path(root).absolute()
+        self.fork_server = fork_server
         self.cgroup_root = cgroup_root
         self.cgroup_parent = cgroup_parent
         self.cgroup_version = _preload_cgroups(cgroup_root)
@@ -87,14 +92,20 @@ class Runtime:
             inherit_stdio=inherit_stdio,
             cleanup_paths=cleanup_paths,
         )
-        launched: Launched = spawn(container_id, config, self.root / container_id, options)
+        directory = self.root / container_id
+        if self.fork_server:
+            from runtime.forkserver import ForkServerClient
+
+            launched = ForkServerClient(self.root).launch(container_id, config, directory, options)
+        else:
+            launched = spawn(container_id, config, directory, options)
+            self._monitors = getattr(self, "_monitors", {})
+            self._monitors[container_id] = launched.monitor_pid
         if pid_file:
             tmp = f"{pid_file}.tmp"
             with open(tmp, "w") as f:
                 f.write(str(launched.pid))
             os.replace(tmp, pid_file)
-        self._monitors = getattr(self, "_monitors", {})
-        self._monitors[container_id] = launched.monitor_pid
         return self.state(container_id)
 
     def start(self, container_id: str, timeout: float = 10.0) -> None:

@@ -56,7 +56,6 @@ def run(
         joined = True
 
     try:
-        sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # until exec: a dead monitor means nobody wants us
         ready = prepare(config, exec_fifo, join_cgroup)
     except Exception as exc:  # even a bug in setup is one message, and the monitor cleans up
         _report_and_exit(to_monitor, describe(exc))
@@ -73,7 +72,6 @@ def run(
                 os.dup2(fd, target, inheritable=True)
         mark("exec")
         os.closerange(3, 1 << 20)
-        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
         os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
     except OSError as exc:
         _die(f"exec {config.args[0]}: {exc.strerror}", 126 if exc.errno == errno.EACCES else 127)

@@ -61,9 +61,8 @@ def socket_address(directory: Path) -> tuple[int, str]:
     return dirfd, f"/proc/self/fd/{dirfd}/{SOCKET_NAME}"
 
 
-def spawn(
-    container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions
-) -> Launched:
+def prepare_directory(container_id: str, directory: Path, options: LaunchOptions) -> None:
+    """The container's state directory (and exec FIFO): the id is taken once this succeeds."""
     try:
         directory.mkdir(parents=False)
     except FileExistsError:
@@ -71,39 +70,73 @@ def spawn(
     try:
         if options.create_only:
             os.mkfifo(directory / "exec.fifo", 0o600)
-        report_r, report_w = pipe_pair()
-        mark("spawn")
-        monitor_pid = os.fork()
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+def fork_monitor(
+    container_id: str,
+    config: ContainerConfig,
+    directory: Path,
+    options: LaunchOptions,
+    report: Channel,
+    stdio: tuple[int, int, int] | None = None,
+    close_in_child: tuple[int, ...] = (),
+) -> int:
+    """Fork the monitor; it reports ``{"pid": N}`` or ``{"error": "..."}`` on ``report``.
+
+    The calling process must be single-threaded. ``stdio``, when given, is what the container
+    writes to instead of the log (the caller's own stdio, for ``runtime run`` in the foreground).
+    """
+    mark("spawn")
+    monitor_pid = os.fork()
     if monitor_pid == 0:
         # Everything inherited is left to the collector's permanent generation: a collection
         # would otherwise touch, and so copy, every page shared with the parent.
         gc.freeze()
         status = 1
+        for fd in close_in_child:
+            os.close(fd)
         try:
-            report_r.close()
-            _monitor(container_id, config, directory, options, report_w)
+            _monitor(container_id, config, directory, options, report, stdio)
             status = 0
-        except BaseException as exc:  # the caller hears of it through the report pipe
+        except BaseException as exc:  # the caller hears of it through the report channel
             try:
-                report_w.send(error=init.describe(exc))
+                report.send(error=init.describe(exc))
             except BaseException:
                 pass
         finally:
             os._exit(status)
+    return monitor_pid
+
+
+def spawn(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions) -> Launched:
+    """Fork the monitor from this process and wait until the container is created."""
+    prepare_directory(container_id, directory, options)
+    try:
+        report_r, report_w = pipe_pair()
+        stdio = (0, 1, 2) if options.inherit_stdio else None
+        monitor_pid = fork_monitor(container_id, config, directory, options, report_w, stdio)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     report_w.close()
     try:
         message = report_r.receive()
     finally:
         report_r.close()
+    return finish_launch(directory, message, monitor_pid)
+
+
+def finish_launch(directory: Path, message: dict[str, Any] | None, monitor_pid: int | None) -> Launched:
     if not message or "pid" not in message:
-        _reap(monitor_pid)
+        if monitor_pid:
+            _reap(monitor_pid)
         shutil.rmtree(directory, ignore_errors=True)
         error = (message or {}).get("error") or "container setup failed: the monitor died"
         raise SetupError(error)
-    return Launched(monitor_pid, int(message["pid"]))
+    return Launched(int(message.get("monitor_pid") or monitor_pid or 0), int(message["pid"]))
 
 
 def _reap(pid: int) -> None:
@@ -119,19 +152,115 @@ def _monitor(
     directory: Path,
     options: LaunchOptions,
     report: Channel,
+    stdio: tuple[int, int, int] | None,
 ) -> NoReturn:
+    """The long-lived monitor. It leaves all setup to a short-lived child (``_setup``) and
+    keeps only the loop: the less Python a forked process runs, the fewer pages it copies from
+    its parent, and the monitor lives as long as the container."""
     mark("monitor")
     os.setsid()
-    sc.set_process_name("orc-mon")
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    with open("/proc/self/comm", "w") as comm:  # a plain write: ctypes would copy more pages
+        comm.write("orc-mon")
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init becomes ours when the setup child ends
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    inherited = tuple(os.dup(fd) for fd in (0, 1, 2)) if options.inherit_stdio else None
+    inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    from_setup, to_monitor = pipe_pair()
+    setup_pid = os.fork()
+    if setup_pid == 0:
+        try:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            from_setup.close()
+            report.close()
+            init_stdio = (inherited[0], inherited[1], inherited[2]) if inherited else (devnull, out_w, err_w)
+            _setup(container_id, config, directory, options, to_monitor, init_stdio)
+        except BaseException as exc:
+            try:
+                to_monitor.send(error=init.describe(exc))
+            except BaseException:
+                pass
+        finally:
+            os._exit(0)
+    for fd in (out_w, err_w, *(inherited or ())):
+        os.close(fd)
+    to_monitor.close()
+    message = from_setup.receive()
+    from_setup.close()
+    _reap(setup_pid)
+    cgroup = _CgroupHandle(container_id, options)
+    if not message or "pid" not in message:
+        cgroup.remove_all()  # the setup child died before it could clean up after itself
+        raise SetupError((message or {}).get("error") or "container setup failed: the setup process died")
+    pid = int(message["pid"])
+    try:
+        listener = _listen(directory)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        cgroup.remove_all()
+        raise
+    mark("reported")
+    report.send(pid=pid, monitor_pid=os.getpid())
+    report.close()
+    log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
+    _watch(directory, pid, cgroup, log, (out_r, err_r), listener, options.cleanup_paths)
 
+
+class _CgroupHandle:
+    """The container's cgroup as the monitor needs it at the end; made only then."""
+
+    def __init__(self, container_id: str, options: LaunchOptions) -> None:
+        self.container_id = container_id
+        self.options = options
+        self._manager: Any = None
+
+    def manager(self) -> Any:
+        if self._manager is None:
+            o = self.options
+            self._manager = open_manager(
+                self.container_id, root=o.cgroup_root, parent=o.cgroup_parent, version=o.cgroup_version
+            )
+        return self._manager
+
+    def oom_killed(self) -> bool:
+        return bool(self.manager().oom_killed())
+
+    def pids(self) -> list[int]:
+        return list(self.manager().pids())
+
+    def kill_all(self, sig: int) -> None:
+        self.manager().kill_all(sig)
+
+    def destroy(self) -> None:
+        self.manager().destroy()
+
+    def remove_all(self) -> None:
+        try:
+            manager = self.manager()
+            if manager.exists():
+                manager.kill_all(signal.SIGKILL)
+                manager.destroy()
+        except Exception:
+            pass
+
+
+def _setup(
+    container_id: str,
+    config: ContainerConfig,
+    directory: Path,
+    options: LaunchOptions,
+    to_monitor: Channel,
+    init_stdio: tuple[int, int, int],
+) -> None:
+    """The short-lived setup child: cgroup, the init, state.json; reports the init's pid to the
+    monitor and exits, leaving the init to the monitor (a subreaper)."""
     try:
         resources = Resources.from_oci(config.resources)
     except (ValueError, TypeError) as exc:
@@ -144,15 +273,8 @@ def _monitor(
     )
     pid = 0
     try:
-        log = (
-            LogWriter(options.log_path, options.log_max_size, options.log_max_files)
-            if options.log_path
-            else None
-        )
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        from_init, to_monitor = pipe_pair()
-        from_monitor, to_init = pipe_pair()
+        from_init, to_setup = pipe_pair()
+        from_setup, to_init = pipe_pair()
         fifo = str(directory / "exec.fifo") if options.create_only else None
         if config.clone_flags & sc.CLONE_NEWPID:
             # Our next child becomes PID 1 of a new namespace; we ourselves stay in the host's.
@@ -164,19 +286,17 @@ def _monitor(
         pid = os.fork()
         if pid == 0:
             try:
-                report.close()
-                for fd in (out_r, err_r):
-                    os.close(fd)
+                to_monitor.close()
                 from_init.close()
                 to_init.close()
-                stdio = inherited or (devnull, out_w, err_w)
-                init.run(config, to_monitor, from_monitor, stdio, fifo)
+                init.run(config, to_setup, from_setup, init_stdio, fifo)
             finally:
                 os._exit(1)
-        for fd in (out_w, err_w, *(inherited or ())):
-            os.close(fd)
-        to_monitor.close()
-        from_monitor.close()
+        for fd in init_stdio:
+            if fd > 2:
+                os.close(fd)
+        to_setup.close()
+        from_setup.close()
         # The init builds its root filesystem meanwhile; it waits for "go" before it may run
         # anything of the user's or enter its cgroup namespace.
         mark("cgroup-add")
@@ -188,10 +308,9 @@ def _monitor(
             _reap(pid)
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
-        from_init.close()
-        to_init.close()
         mark("init-ready")
         now = timestamp()
+        monitor_pid = os.getppid()
         record: dict[str, Any] = {
             "id": container_id,
             "pid": pid,
@@ -200,24 +319,20 @@ def _monitor(
             "annotations": config.annotations,
             "created": now,
             "started": None if options.create_only else now,
-            "monitor_pid": os.getpid(),
-            "monitor_start": process_start_time(os.getpid()),
-            "cgroup": cgroup.name if hasattr(cgroup, "name") else container_id,
+            "monitor_pid": monitor_pid,
+            "monitor_start": process_start_time(monitor_pid),
+            "cgroup": container_id,
             "freezer_state": _freezer_file(cgroup),
             "log_path": options.log_path,
         }
         write_json_atomic(directory / "state.json", record)
-        listener = _listen(directory)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
         _destroy_quietly(cgroup)
         raise
-    mark("reported")
-    report.send(pid=pid)
-    report.close()
-    _watch(directory, pid, cgroup, log, (out_r, err_r), listener, options.cleanup_paths)
+    to_monitor.send(pid=pid)
 
 
 def _freezer_file(cgroup: Any) -> str | None:

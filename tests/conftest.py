@@ -106,12 +106,20 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("ORCHESTRATOR_ROOT", str(root))
     before = leftovers(str(root))
     yield root
+    _stop_fork_servers(root)
     after = leftovers(str(root))
     leaked = {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items()}
     leaked = {k: v for k, v in leaked.items() if v}
     if leaked:
         _cleanup(root)
         pytest.fail(f"test left things on the host: {leaked}")
+
+
+def _stop_fork_servers(root: Path) -> None:
+    from runtime.forkserver import SOCKET_NAME, stop
+
+    for sock in root.glob(f"**/{SOCKET_NAME}"):
+        stop(sock.parent)
 
 
 def _cleanup(root: Path) -> None:

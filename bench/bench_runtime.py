@@ -1,0 +1,202 @@
+"""Container start benchmark: our runtime's Python API against crun and runc, same bundle.
+
+    sudo .venv/bin/python bench/bench_runtime.py [--runs 40]
+
+Each run creates, starts and waits for ``true`` in a fresh container with its own mount, pid,
+uts, ipc, net and cgroup namespaces, an overlay root filesystem (busybox) and cgroup limits
+(memory, pids, cpu shares). Ours is driven from this warm process, as the supervisor drives it;
+crun and runc are executed per run, each on an overlay mounted for it in the timed region.
+crun refuses this machine's hybrid cgroup layout, so the whole benchmark runs in a private mount
+namespace where /sys/fs/cgroup/unified is unmounted (our runtime does not need that).
+Also printed: ``orchestrator run --rm IMAGE true`` end to end, and the memory each running
+container costs on the host (its monitor's PSS). Medians throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime.linux import syscalls as sc  # noqa: E402
+from runtime.spec import ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR  # noqa: E402
+from runtime.specgen import default_spec  # noqa: E402
+from tests.busybox import make_rootfs  # noqa: E402
+
+RESOURCES = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 256}, "cpu": {"shares": 512}}
+
+
+def private_mount_namespace() -> None:
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    if os.path.ismount("/sys/fs/cgroup/unified"):
+        sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
+
+
+def write_spec(bundle: Path, annotations: dict[str, str] | None = None) -> None:
+    spec = default_spec(["true"], hostname="bench")
+    spec["linux"]["resources"].update(RESOURCES)
+    if annotations:
+        spec["annotations"].update(annotations)
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "rootfs").mkdir(exist_ok=True)
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def fresh_layer(base: Path, i: int) -> tuple[Path, Path]:
+    upper, work = base / f"upper{i}", base / f"work{i}"
+    upper.mkdir()
+    work.mkdir()
+    return upper, work
+
+
+def bench_ours(work: Path, lower: Path, runs: int, two_step: bool) -> list[float]:
+    from runtime.api import Runtime
+
+    rt = Runtime(work / "state")
+    bundle = work / "ours"
+    times = []
+    for i in range(runs + 3):
+        upper, wdir = fresh_layer(work, i if not two_step else 1000 + i)
+        write_spec(
+            bundle,
+            {ANNOTATION_LOWERDIRS: json.dumps([str(lower)]), ANNOTATION_UPPERDIR: str(upper), ANNOTATION_WORKDIR: str(wdir)},
+        )
+        cid = f"b{i}"
+        started = time.perf_counter()
+        if two_step:
+            rt.create(cid, bundle)
+            rt.start(cid)
+        else:
+            rt.run(cid, bundle)
+        result = rt.wait(cid)
+        elapsed = time.perf_counter() - started
+        assert result and result["exit_code"] == 0, result
+        rt.delete(cid)
+        if i >= 3:  # the first runs warm caches
+            times.append(elapsed)
+    return times
+
+
+def bench_peer(work: Path, lower: Path, runs: int, tool: str) -> list[float]:
+    bundle = work / tool
+    write_spec(bundle)
+    rootfs = str(bundle / "rootfs")
+    times = []
+    for i in range(runs + 3):
+        upper, wdir = fresh_layer(work, f"{tool}{i}")  # type: ignore[arg-type]
+        started = time.perf_counter()
+        sc.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={wdir}")
+        done = subprocess.run([tool, "--root", str(work / f"{tool}-state"), "run", "-b", str(bundle), f"{tool}{i}"],
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        sc.umount2(rootfs, sc.MNT_DETACH)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {done.stderr.decode().strip()}")
+        if i >= 3:
+            times.append(elapsed)
+    return times
+
+
+def bench_cli(work: Path, runs: int) -> list[float] | None:
+    tar = work / "busybox.tar"
+    root = work / "cli-root"
+    env = dict(os.environ, ORCHESTRATOR_ROOT=str(root))
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([str(repo / "scripts" / "make-busybox-rootfs"), str(tar)], check=True, capture_output=True)
+    orchestrator = [sys.executable, "-m", "orchestrator"]
+    subprocess.run([*orchestrator, "image", "import", str(tar), "busybox"], check=True, env=env, capture_output=True, cwd=repo)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run([*orchestrator, "run", "--rm", "busybox", "true"], env=env, capture_output=True, cwd=repo)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.decode())
+    return times
+
+
+def pss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
+    from runtime.api import Runtime
+
+    rt = Runtime(work / "mem-state")
+    bundle = work / "mem"
+    pss = []
+    try:
+        for i in range(count):
+            upper, wdir = fresh_layer(work, f"mem{i}")  # type: ignore[arg-type]
+            write_spec(bundle, {ANNOTATION_LOWERDIRS: json.dumps([str(lower)]), ANNOTATION_UPPERDIR: str(upper), ANNOTATION_WORKDIR: str(wdir)})
+            spec = json.loads((bundle / "config.json").read_text())
+            spec["process"]["args"] = ["sleep", "600"]
+            (bundle / "config.json").write_text(json.dumps(spec))
+            rt.run(f"m{i}", bundle)
+        time.sleep(0.5)
+        for state in rt.list():
+            pss.append(pss_kib(int(state.record["monitor_pid"])))
+    finally:
+        for state in rt.list():
+            rt.delete(state.id, force=True)
+    return pss
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--monitors", type=int, default=20)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_runtime: needs root")
+    private_mount_namespace()
+    work = Path(tempfile.mkdtemp(prefix="orc-bench-"))
+    try:
+        lower = make_rootfs(work / "lower")
+        results: dict[str, float] = {}
+        results["ours run+wait"] = median_ms(bench_ours(work, lower, args.runs, two_step=False))
+        results["ours create+start+wait"] = median_ms(bench_ours(work, lower, args.runs, two_step=True))
+        for tool in ("crun", "runc"):
+            if shutil.which(tool):
+                try:
+                    results[f"{tool} run"] = median_ms(bench_peer(work, lower, args.runs, tool))
+                except RuntimeError as exc:
+                    print(f"{tool}: skipped: {exc}")
+        cli = bench_cli(work, max(5, args.runs // 4))
+        if cli:
+            results["orchestrator run --rm busybox true (CLI, end to end)"] = median_ms(cli)
+        print(f"container start, median of {args.runs} runs (create, start, wait for `true`):")
+        for name, value in results.items():
+            print(f"  {name:58s} {value:8.2f} ms")
+        ours = results["ours create+start+wait"]
+        for tool in ("crun", "runc"):
+            if f"{tool} run" in results:
+                print(f"  ratio ours(create+start+wait) / {tool}: {ours / results[f'{tool} run']:.2f}"
+                      f"   ours(run) / {tool}: {results['ours run+wait'] / results[f'{tool} run']:.2f}")
+        pss = bench_monitor_memory(work, lower, args.monitors)
+        print(f"monitor memory, {len(pss)} running containers: median PSS {statistics.median(pss) / 1024:.2f} MiB"
+              f" (max {max(pss) / 1024:.2f} MiB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
