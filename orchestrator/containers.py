@@ -113,7 +113,7 @@ class Containers:
         if self._runtime is None:
             from runtime.api import Runtime
 
-            self._runtime = Runtime(runtime_dir(self.root))
+            self._runtime = Runtime(runtime_dir(self.root), fork_server=True)
         return self._runtime
 
     @contextmanager

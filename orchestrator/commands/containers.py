@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _attach(containers, container, remove=args.rm)
 
 
-def _attach(containers: Any, container: Any, remove: bool = False) -> int:
+def _attach(containers: Any, container: Any, remove: bool = False, offset: int = 0) -> int:
     """Stream the container's log to our stdout/stderr until it exits; return its exit code."""
     from runtime.monitor import socket_address
     from runtime.state import load
@@ -219,7 +219,7 @@ def _attach(containers: Any, container: Any, remove: bool = False) -> int:
     except OSError:
         sock.close()
         sock = None  # type: ignore[assignment]
-    reader = _LogTail(container.log_path)
+    reader = _LogTail(container.log_path, offset)
     received = b""
     try:
         while sock is not None:
@@ -252,8 +252,9 @@ def _attach(containers: Any, container: Any, remove: bool = False) -> int:
 class _LogTail:
     """Copies new JSON log lines of a container to stdout/stderr as they appear."""
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, offset: int = 0) -> None:
         self.path = path
+        self.offset = offset
         self.file: Any = None
         self.buffer = b""
 
@@ -261,6 +262,7 @@ class _LogTail:
         if self.file is None:
             try:
                 self.file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+                self.file.seek(self.offset)
             except FileNotFoundError:
                 return
         self.buffer += self.file.read()
@@ -284,9 +286,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     status = 0
     for name in args.containers:
         container = containers.get(name)
+        # Attach to what this run writes, not to earlier runs' output (the log is rotated only
+        # by size, so the offset is still right unless this run's first lines rotate it).
+        offset = container.log_path.stat().st_size if container.log_path.exists() else 0
         containers.start(container)
         if args.attach:
-            status = _attach(containers, container)
+            status = _attach(containers, container, offset=offset)
         else:
             print(container.name)
     return status

@@ -1,0 +1,110 @@
+"""``orchestrator run`` and friends, end to end through the CLI, real containers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli.conftest import Orc
+
+pytestmark = pytest.mark.root
+
+
+def test_run_prints_output_and_returns_the_exit_code(orc: Orc) -> None:
+    done = orc("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert done.returncode == 3
+    assert done.stdout == "out\n"
+    assert done.stderr == "err\n"
+    assert orc("ps", "-a", "-q").stdout == ""  # --rm removed it
+
+
+def test_detached_container_outlives_the_cli(orc: Orc) -> None:
+    cid = orc("run", "-d", "--name", "bg", "busybox", "sh", "-c", "echo hi; sleep 30").stdout.strip()
+    assert len(cid) == 64
+    rows = json.loads(orc("ps", "--format", "json").stdout)
+    assert [r["name"] for r in rows] == ["bg"]
+    row = rows[0]
+    assert row["state"] == "running" and row["pid"] > 0 and row["image"] == "busybox"
+    assert row["exit_code"] is None and row["oom_killed"] is False
+    assert row["created"] and row["started"]
+    deadline = time.monotonic() + 5
+    while "hi" not in orc("logs", "bg").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    orc("stop", "-t", "1", "bg")
+    assert time.monotonic() - started < 10
+    row = json.loads(orc("ps", "-a", "--format", "json").stdout)[0]
+    assert row["state"] == "exited" and row["exit_code"] == 137 and row["finished"]
+    orc("rm", "bg")
+    assert json.loads(orc("ps", "-a", "--format", "json").stdout) == []
+
+
+def test_create_start_restart_and_persistent_writable_layer(orc: Orc) -> None:
+    orc("create", "--name", "counter", "busybox", "sh", "-c", "echo x >> /count; wc -l < /count")
+    row = json.loads(orc("ps", "-a", "--format", "json").stdout)[0]
+    assert row["state"] == "created" and row["pid"] == 0
+    assert orc("start", "-a", "counter").stdout.strip() == "1"
+    assert orc("start", "-a", "counter").stdout.strip() == "2"  # its writable layer persists
+    orc("restart", "counter")
+    orc("wait", "counter")
+    assert orc("logs", "counter").stdout.split() == ["1", "2", "3"]
+
+
+def test_memory_limit_oom_shows_in_ps(orc: Orc) -> None:
+    done = orc("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done", check=False)
+    assert done.returncode == 137
+    row = json.loads(orc("ps", "-a", "--format", "json").stdout)[0]
+    assert row["oom_killed"] is True and row["exit_code"] == 137
+
+
+def test_limits_user_workdir_env_hostname(orc: Orc) -> None:
+    script = "id -u; pwd; echo $GREETING; hostname; cat /sys/fs/cgroup/pids/pids.max; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+    done = orc(
+        "run", "--rm", "--user", "nobody", "--workdir", "/tmp", "-e", "GREETING=hello",
+        "--hostname", "web1", "--pids-limit", "50", "--cpus", "0.5", "busybox", "sh", "-c", script,
+    )
+    assert done.stdout.split() == ["65534", "/tmp", "hello", "web1", "50", "50000"]
+
+
+def test_kill_with_signal_and_rm_force(orc: Orc) -> None:
+    orc("run", "-d", "--name", "killme", "busybox", "sh", "-c", "trap 'exit 12' USR1; while true; do sleep 0.05; done")
+    time.sleep(0.3)
+    orc("kill", "-s", "USR1", "killme")
+    assert orc("wait", "killme").stdout.strip() == "12"
+    orc("run", "-d", "--name", "forced", "busybox", "sleep", "30")
+    refused = orc("rm", "forced", check=False)
+    assert refused.returncode == 1 and "is running: stop it first or use -f" in refused.stderr
+    orc("rm", "-f", "forced")
+
+
+def test_user_errors_are_one_line(orc: Orc) -> None:
+    cases = [
+        (["run", "no-such-image"], "no such image"),
+        (["run", "-m", "12zz", "busybox", "true"], "--memory '12zz' is not a size"),
+        (["logs", "ghost"], "no such container: ghost"),
+        (["run", "busybox", "no-such-command"], "executable file not found"),
+        (["run", "--network", "bridge", "busybox", "true"], "only 'none' and 'host'"),
+    ]
+    for args, message in cases:
+        done = orc(*args, check=False)
+        assert done.returncode != 0, args
+        assert message in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+    orc("run", "--name", "taken", "busybox", "true")
+    dup = orc("run", "--name", "taken", "busybox", "true", check=False)
+    assert dup.returncode == 1 and "already in use" in dup.stderr
+    # a failed run leaves no container behind
+    assert [r["name"] for r in json.loads(orc("ps", "-a", "--format", "json").stdout)] == ["taken"]
+
+
+def test_logs_rotate(orc: Orc, state_root: Path) -> None:
+    script = "i=0; while [ $i -lt 3000 ]; do echo line-$i-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; i=$((i+1)); done"
+    orc("run", "--name", "chatty", "busybox", "sh", "-c", script)
+    lines = orc("logs", "chatty").stdout.splitlines()
+    assert lines[-1].startswith("line-2999-")
+    assert len(lines) == 3000
