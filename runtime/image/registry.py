@@ -1137,14 +1137,20 @@ def _run_parallel(
     """Run ``work`` on each item in threads; on the first failure the others are told to stop,
     and that first failure is raised once all have ended."""
     cancelled = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(max_workers, "registry") as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers, "registry")
+    first: BaseException | None = None
+    try:
         futures = [pool.submit(work, item, cancelled) for item in items]
-        first: BaseException | None = None
         for future in concurrent.futures.as_completed(futures):
             exc = future.exception()
             if exc is not None and first is None:
                 first = exc
                 cancelled.set()
+    except BaseException:  # Ctrl-C: the workers stop at their next read or write
+        cancelled.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if first is not None:
         raise first
 
@@ -1258,6 +1264,11 @@ def push(
     own = client is None
     try:
         image = store.resolve(source)
+        if dest is None and str(target) not in image.repo_tags:
+            raise RegistryError(
+                f"{source!r} is not a name of image {image.short_id}: "
+                "give the destination (push SOURCE DEST)"
+            )
         if client is None:
             client = RegistryClient.for_domain(target.domain, credentials)
         return _push(

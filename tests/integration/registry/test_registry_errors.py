@@ -96,6 +96,23 @@ def test_manifest_unknown(
     assert "no such image" in _one_line(capsys.readouterr().err)
 
 
+def test_push_by_id_needs_a_destination(
+    registry: Registry,
+    store: ImageStore,
+    small_image: Callable[[str, bytes], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image_id = small_image(f"{registry.domain}/byid:1", b"by id\n")
+    short = image_id[7:19]
+    assert main(["push", short]) == 1  # would otherwise mean docker.io/library/<short>
+    line = _one_line(capsys.readouterr().err)
+    assert line.endswith(
+        f"'{short}' is not a name of image {short}: give the destination (push SOURCE DEST)"
+    )
+    assert main(["push", "-q", short, f"{registry.domain}/byid:2"]) == 0
+    assert capsys.readouterr().out.startswith("sha256:")
+
+
 @pytest.fixture
 def pushed(
     registry: Registry, store: ImageStore, small_image: Callable[[str, bytes], str]

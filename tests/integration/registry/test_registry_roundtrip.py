@@ -241,3 +241,28 @@ def test_index_resolves_to_this_platform(
 
     with pytest.raises(UnsupportedMediaType, match=r"no image for linux/riscv64 .*linux/amd64"):
         pull(new_store(), ref, platform=("linux", "riscv64", None))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal(
+    registry: Registry,
+    state_root: Path,
+    small_image: Callable[[str, bytes], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ref = f"{registry.domain}/bars:1"
+    small_image(ref, b"bars\n" * 1000)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["push", ref]) == 0
+    assert main(["--root", str(state_root / "other"), "pull", ref]) == 0
+    drawn = terminal.getvalue()
+    assert "\x1b[2K" in drawn and "\x1b[2A" in drawn  # lines redrawn in place
+    assert "Pushing" in drawn and "Downloading" in drawn
+    assert "[==============================] " in drawn  # a full bar
+    capsys.readouterr()
