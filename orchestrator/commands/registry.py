@@ -250,6 +250,7 @@ class BarProgress(LineProgress):
         super().__init__(out)
         self._order: list[str] = []
         self._status: dict[str, str] = {}
+        self._finished: set[str] = set()
         self._drawn = 0
         self._last = 0.0
 
@@ -271,6 +272,7 @@ class BarProgress(LineProgress):
             if key not in self._status:
                 self._order.append(key)
             self._status[key] = status
+            self._finished.add(key)
             self._draw(force=True)
 
     def _line(self, key: str) -> str:
@@ -278,6 +280,8 @@ class BarProgress(LineProgress):
         item = self._items.get(key)
         if item is None or not item[1]:
             return f"{key}: {status}"
+        if key in self._finished:
+            return f"{key}: {status} ({human(item[0])})"
         done, total = item[0], item[1]
         filled = int(self.WIDTH * min(done / total, 1.0))
         bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * (self.WIDTH - filled - 1)

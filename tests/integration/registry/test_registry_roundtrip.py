@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.cli import main
 from runtime.image import ImageStore
-from runtime.image.model import OCI_INDEX
+from runtime.image.model import DOCKER_MANIFEST, OCI_INDEX
 from runtime.image.registry import RegistryClient, host_platform, pull, push
 from tests.image_fixtures import file, image_config, oci_layout, sha256, tar_bytes
 from tests.integration.registry.helpers import Registry
@@ -141,11 +141,14 @@ def test_chunked_upload_and_cross_repository_mount(
     assert pull(new_store(), f"{registry.domain}/mounted:1").image.id == image_id
 
 
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
 def test_skopeo_push_then_pull_with_ours(
-    registry: Registry, new_store: Callable[[], ImageStore], tmp_path: Path
+    registry: Registry, new_store: Callable[[], ImageStore], tmp_path: Path, fmt: str
 ) -> None:
+    """skopeo pushes an OCI layout as is (``oci``) or converted to Docker schema 2 (``v2s2``)."""
     layers = [tar_bytes([file("a.txt", b"layer one\n")]), tar_bytes([file("b.txt", b"two\n")])]
     layout = oci_layout(tmp_path / "layout", layers, "latest", Env=["A=1"])
+    ref = f"{registry.domain}/from-skopeo-{fmt}:1"
     subprocess.run(
         [
             "skopeo",
@@ -153,19 +156,23 @@ def test_skopeo_push_then_pull_with_ours(
             "copy",
             "--quiet",
             "--dest-tls-verify=false",
+            "--format",
+            fmt,
             f"oci:{layout}:latest",
-            f"docker://{registry.domain}/from-skopeo:1",
+            f"docker://{ref}",
         ],
         check=True,
         timeout=60,
     )
-    index = json.loads((layout / "index.json").read_text())
-    manifest_digest = index["manifests"][0]["digest"]
-    result = pull(new_store(), f"{registry.domain}/from-skopeo:1")
-    assert result.manifest_digest == manifest_digest
-    assert result.image.id == sha256(image_config([sha256(layer) for layer in layers], Env=["A=1"]))
+    result = pull(new_store(), ref)
     assert result.image.env == ["A=1"]
-    assert len(result.image.layers) == 2
+    assert result.image.layers == tuple(sha256(layer) for layer in layers)
+    if fmt == "oci":
+        index = json.loads((layout / "index.json").read_text())
+        assert result.manifest_digest == index["manifests"][0]["digest"]
+        assert result.image.id == sha256(image_config(list(result.image.layers), Env=["A=1"]))
+    else:
+        assert result.image.manifest_media_type == DOCKER_MANIFEST
 
 
 def _push_raw_image(
@@ -264,5 +271,5 @@ def test_progress_bars_on_a_terminal(
     drawn = terminal.getvalue()
     assert "\x1b[2K" in drawn and "\x1b[2A" in drawn  # lines redrawn in place
     assert "Pushing" in drawn and "Downloading" in drawn
-    assert "[==============================] " in drawn  # a full bar
+    assert "[>  " in drawn and "Pushed (" in drawn and "Download complete (" in drawn
     capsys.readouterr()
