@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.cli import main
 from runtime.image import ImageStore
-from runtime.image.auth import AUTH_FILE, ENV_VAR, AuthFileError, Credentials
+from runtime.image.auth import AUTH_FILE, ENV_VAR, Credentials
 from runtime.image.registry import AuthenticationError, RegistryClient, pull, push
 from tests.integration.registry.conftest import PASSWORD, USER
 from tests.integration.registry.helpers import Proxy, ProxyConfig, Registry
@@ -152,28 +152,3 @@ def test_redirected_blobs_get_no_credentials(
         blob_gets = [r for r in storage.config.requests if "/blobs/" in r[1]]
         assert len(blob_gets) == 2
         assert all(auth is None for _, _, auth in blob_gets)
-
-
-# -- the credentials file, without a registry -------------------------------------------------
-
-
-def test_credentials_file(tmp_path: Path) -> None:
-    creds = Credentials.load(tmp_path, env={})
-    assert creds.get("localhost:5000") is None
-    creds.set("http://LOCALHOST:5000/", "bob", "p:ss word")
-    creds.set("https://index.docker.io/v1/", "hubuser", "x")
-    path = tmp_path / AUTH_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    again = Credentials.load(tmp_path, env={})
-    assert again.get("localhost:5000") == ("bob", "p:ss word")
-    assert again.get("docker.io") == ("hubuser", "x")
-    assert again.registries() == ["docker.io", "localhost:5000"]
-    env = {ENV_VAR: json.dumps({"auths": {"localhost:5000": {"username": "e", "password": "v"}}})}
-    assert Credentials.load(tmp_path, env=env).get("localhost:5000") == ("e", "v")
-    assert again.remove("localhost:5000") and not again.remove("localhost:5000")
-    assert Credentials.load(tmp_path, env={}).registries() == ["docker.io"]
-    path.write_text("{not json")
-    with pytest.raises(AuthFileError, match="not valid JSON"):
-        Credentials.load(tmp_path, env={})
-    with pytest.raises(AuthFileError, match="user name"):
-        Credentials(None).set("x", "a:b", "c")

@@ -12,18 +12,14 @@ import pytest
 
 from orchestrator.cli import main
 from runtime.image import ImageStore
-from runtime.image.digest import parse_reference
 from runtime.image.registry import (
     DigestMismatch,
     ManifestUnknown,
-    Origin,
     RegistryClient,
     Unreachable,
     UnsupportedMediaType,
-    parse_challenge,
     pull,
     push,
-    registry_origin,
 )
 from tests.integration.registry.helpers import (
     Proxy,
@@ -40,24 +36,6 @@ def _one_line(err: str) -> str:
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert "Traceback" not in err
     return err.strip()
-
-
-def test_reference_normalisation_needs_no_network() -> None:
-    ref = parse_reference("localhost:5000/busybox:1")
-    assert (ref.domain, ref.path, ref.tag) == ("localhost:5000", "busybox", "1")
-    assert registry_origin(ref.domain) == Origin("http", "localhost", 5000)
-    assert registry_origin("127.0.0.1:5000") == Origin("http", "127.0.0.1", 5000)
-    hub = parse_reference("busybox")
-    assert (hub.domain, hub.path, hub.tag) == ("docker.io", "library/busybox", "latest")
-    assert registry_origin(hub.domain) == Origin("https", "registry-1.docker.io", 443)
-    assert registry_origin("ghcr.io") == Origin("https", "ghcr.io", 443)
-    assert registry_origin("registry.example:8443").scheme == "https"
-    assert parse_challenge(
-        'Bearer realm="http://a/token",service="reg",scope="repository:x:pull"'
-    ) == (
-        "bearer",
-        {"realm": "http://a/token", "service": "reg", "scope": "repository:x:pull"},
-    )
 
 
 def test_unreachable_registry_fails_fast(
