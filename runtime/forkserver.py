@@ -164,8 +164,9 @@ def _warm_up(rounds: int = 30) -> None:
 
     for _ in range(rounds):
         reader, writer = pipe_pair()
-        writer.send(pid=1, monitor_pid=2)
+        writer.send(pid=1, monitor_pid=2, record={"id": "warm", "annotations": {}, "created": "now"})
         reader.receive()
+        json.dumps({"id": "warm", "pid": 1, "annotations": {}})
         selector = selectors.DefaultSelector()
         selector.register(reader.fd, selectors.EVENT_READ)
         selector.select(0)

@@ -157,6 +157,12 @@ def apply_mounts(
 
 def _mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
     if m.type == "cgroup":
+        if "user" in config.namespaces:
+            # cgroup v1 hierarchies cannot be mounted from a user namespace: an empty,
+            # read-only /sys/fs/cgroup stands in (cgroup2 could be, not done yet).
+            with opened(ensure_dir(rootfd, m.destination)) as fd:
+                sc.mount("tmpfs", fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY, "size=0")
+            return
         _mount_cgroup(rootfd, m)
         return
     source_is_dir = True
