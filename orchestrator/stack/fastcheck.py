@@ -56,10 +56,24 @@ def _json_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _unique(items: list[Any]) -> bool:
-    if all(isinstance(x, str) for x in items):
-        return len(set(items)) == len(items)
-    return not any(_json_equal(items[i], items[j]) for i in range(len(items)) for j in range(i))
+def canonical(value: Any) -> Any:
+    """A hashable key with JSON equality: ``1 == 1.0``, ``True != 1``, mappings unordered."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(canonical(v) for v in value))
+    if isinstance(value, dict):
+        return ("d", frozenset((k, canonical(v)) for k, v in value.items()))
+    return ("z", None)
+
+
+def unique(items: list[Any]) -> bool:
+    """Linear time, where the obvious pairwise comparison is quadratic (hostile lists)."""
+    return len({canonical(x) for x in items}) == len(items)
 
 
 def compile_schema(root: dict[str, Any]) -> Check:
@@ -111,7 +125,7 @@ def compile_schema(root: dict[str, Any]) -> Check:
             low = schema["minimum"]
             checks.append(lambda v: not _is_type(v, "number") or v >= low)
         if schema.get("uniqueItems"):
-            checks.append(lambda v: not isinstance(v, list) or _unique(v))
+            checks.append(lambda v: not isinstance(v, list) or unique(v))
         if "items" in schema:
             item = build(schema["items"])
             checks.append(lambda v: not isinstance(v, list) or all(item(x) for x in v))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.stack.fastcheck import canonical
 from orchestrator.stack.yamlsafe import Locator
 
 _REPLACE = {"command", "entrypoint"}
@@ -131,8 +132,11 @@ def _merge_keyed(base: Any, override: Any, key: Callable[[Any], Any]) -> Any:
 
 def _append_unique(base: list[Any], override: list[Any]) -> list[Any]:
     out = list(base)
+    seen = {canonical(item) for item in base}
     for item in override:
-        if item not in out:
+        key = canonical(item)
+        if key not in seen:
+            seen.add(key)
             out.append(copy.deepcopy(item))
     return out
 

@@ -259,11 +259,11 @@ def _mutate(doc: Any, rng: random.Random) -> Any:
             parent = parent[key]
         action = rng.random()
         if action < 0.6:
-            parent[path[-1]] = rng.choice(_VALUES)
+            parent[path[-1]] = copy.deepcopy(rng.choice(_VALUES))
         elif action < 0.8 and isinstance(parent, dict):
             parent[
                 rng.choice(["bogus", "x-ok", "image", "ports", "runtime", "target", "condition"])
-            ] = rng.choice(_VALUES)
+            ] = copy.deepcopy(rng.choice(_VALUES))
         elif isinstance(parent, dict):
             del parent[path[-1]]
         else:
