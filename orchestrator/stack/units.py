@@ -16,7 +16,7 @@ import ipaddress
 import re
 import signal
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from orchestrator.stack.model import ExtraHost, Port, Protocol, RestartName, RestartPolicy
 
@@ -539,5 +539,3 @@ ULIMITS = frozenset(
         "stack",
     ]
 )
-
-Kind = Literal["size", "duration"]
