@@ -59,14 +59,14 @@ def fresh_layer(base: Path, i: int) -> tuple[Path, Path]:
     return upper, work
 
 
-def bench_ours(work: Path, lower: Path, runs: int, two_step: bool) -> list[float]:
+def bench_ours(work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool) -> list[float]:
     from runtime.api import Runtime
 
-    rt = Runtime(work / "state")
+    rt = Runtime(work / ("state-fs" if fork_server else "state"), fork_server=fork_server)
     bundle = work / "ours"
     times = []
     for i in range(runs + 3):
-        upper, wdir = fresh_layer(work, i if not two_step else 1000 + i)
+        upper, wdir = fresh_layer(work, f"{int(two_step)}{int(fork_server)}-{i}")  # type: ignore[arg-type]
         write_spec(
             bundle,
             {ANNOTATION_LOWERDIRS: json.dumps([str(lower)]), ANNOTATION_UPPERDIR: str(upper), ANNOTATION_WORKDIR: str(wdir)},
@@ -82,8 +82,12 @@ def bench_ours(work: Path, lower: Path, runs: int, two_step: bool) -> list[float
         elapsed = time.perf_counter() - started
         assert result and result["exit_code"] == 0, result
         rt.delete(cid)
-        if i >= 3:  # the first runs warm caches
+        if i >= 3:  # the first runs warm caches (and start the fork server)
             times.append(elapsed)
+    if fork_server:
+        from runtime.forkserver import stop
+
+        stop(rt.root)
     return times
 
 
@@ -134,9 +138,11 @@ def pss_kib(pid: int) -> int:
 
 
 def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
+    """PSS of each monitor while ``count`` containers run, launched as the supervisor will."""
     from runtime.api import Runtime
+    from runtime.forkserver import stop
 
-    rt = Runtime(work / "mem-state")
+    rt = Runtime(work / "mem-state", fork_server=True)
     bundle = work / "mem"
     pss = []
     try:
@@ -153,6 +159,7 @@ def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
     finally:
         for state in rt.list():
             rt.delete(state.id, force=True)
+        stop(rt.root)
     return pss
 
 
@@ -172,8 +179,10 @@ def main() -> None:
     try:
         lower = make_rootfs(work / "lower")
         results: dict[str, float] = {}
-        results["ours run+wait"] = median_ms(bench_ours(work, lower, args.runs, two_step=False))
-        results["ours create+start+wait"] = median_ms(bench_ours(work, lower, args.runs, two_step=True))
+        for server in (True, False):
+            how = "fork server" if server else "direct fork"
+            results[f"ours ({how}) create+start+wait"] = median_ms(bench_ours(work, lower, args.runs, True, server))
+            results[f"ours ({how}) run+wait"] = median_ms(bench_ours(work, lower, args.runs, False, server))
         for tool in ("crun", "runc"):
             if shutil.which(tool):
                 try:
@@ -186,11 +195,15 @@ def main() -> None:
         print(f"container start, median of {args.runs} runs (create, start, wait for `true`):")
         for name, value in results.items():
             print(f"  {name:58s} {value:8.2f} ms")
-        ours = results["ours create+start+wait"]
         for tool in ("crun", "runc"):
             if f"{tool} run" in results:
-                print(f"  ratio ours(create+start+wait) / {tool}: {ours / results[f'{tool} run']:.2f}"
-                      f"   ours(run) / {tool}: {results['ours run+wait'] / results[f'{tool} run']:.2f}")
+                peer = results[f"{tool} run"]
+                ratios = ", ".join(
+                    f"{name.removeprefix('ours ')} {value / peer:.2f}"
+                    for name, value in results.items()
+                    if name.startswith("ours")
+                )
+                print(f"  ours / {tool}: {ratios}")
         pss = bench_monitor_memory(work, lower, args.monitors)
         print(f"monitor memory, {len(pss)} running containers: median PSS {statistics.median(pss) / 1024:.2f} MiB"
               f" (max {max(pss) / 1024:.2f} MiB)")

@@ -276,7 +276,9 @@ class Containers:
 
     # lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, container: Container) -> None:
+    def start(self, container: Container, attach: bool = False) -> Any:
+        """Start the container; with ``attach``, return a socket connected before the start,
+        on which its exit record arrives (however quickly it exits)."""
         try:
             current = self.runtime.state(container.id)
         except NotFound:
@@ -287,7 +289,8 @@ class Containers:
             self.runtime.delete(container.id)
         options = container.options
         cleanup = (str(container.directory),) if options.auto_remove else ()
-        self.runtime.run(
+        launch = self.runtime.create if attach else self.runtime.run
+        launch(
             container.id,
             container.bundle,
             log_path=str(container.log_path),
@@ -295,6 +298,11 @@ class Containers:
             log_max_files=options.log_max_files,
             cleanup_paths=cleanup,
         )
+        if not attach:
+            return None
+        waiter = self.runtime.connect_waiter(container.id)
+        self.runtime.start(container.id)
+        return waiter
 
     def status(self, container: Container) -> dict[str, Any]:
         info: dict[str, Any] = {

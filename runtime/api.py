@@ -166,6 +166,12 @@ class Runtime:
         finally:
             os.close(pidfd)
 
+    def connect_waiter(self, container_id: str) -> Any:
+        """A socket that receives the exit record (one JSON line) when the container ends."""
+        from runtime.monitor import connect_waiter
+
+        return connect_waiter(self.state(container_id).directory)
+
     def kill_all(self, container_id: str, sig: int = signal.SIGTERM) -> None:
         """Signal every process in the container's cgroup (``kill --all``)."""
         current = self.state(container_id)
@@ -183,7 +189,7 @@ class Runtime:
         current = self.state(container_id)
         result = wait_exit(current.directory, timeout)
         if until_removed and result is not None:
-            self._wait_monitor_gone(current)
+            self.wait_monitor_gone(current)
         self._reap_monitor(container_id)
         if result is None and timeout is None:
             # The monitor died without recording an exit: the kernel is the only witness left.
@@ -218,7 +224,7 @@ class Runtime:
             self.wait(container_id)
         elif current.exit is None:
             self._cleanup_orphan(current)
-        self._wait_monitor_gone(current)
+        self.wait_monitor_gone(current)
         shutil.rmtree(current.directory, ignore_errors=True)
 
     def pause(self, container_id: str) -> None:
@@ -268,7 +274,7 @@ class Runtime:
         except ChildProcessError:
             del monitors[container_id]
 
-    def _wait_monitor_gone(self, current: st.ContainerState, timeout: float = 10.0) -> None:
+    def wait_monitor_gone(self, current: st.ContainerState, timeout: float = 10.0) -> None:
         """The monitor finishes its cleanup (the cgroup) after reporting the exit: wait for it."""
         pid = int(current.record.get("monitor_pid") or 0)
         if pid and st.process_start_time(pid) == current.record.get("monitor_start"):

@@ -617,6 +617,24 @@ def _destroy_quietly(cgroup: Any) -> None:
         pass
 
 
+def connect_waiter(directory: Path) -> socket.socket | None:
+    """A connection on which the monitor writes the exit record, then closes; None when the
+    monitor is already gone. Connect before ``start`` to hear of even the quickest exit."""
+    try:
+        dirfd, address = socket_address(directory)
+    except FileNotFoundError:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        return None
+    finally:
+        os.close(dirfd)
+    return sock
+
+
 def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] | None:
     """Block until the container in ``directory`` has ended; its exit record, or None on timeout."""
     from runtime.state import read_json

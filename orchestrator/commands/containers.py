@@ -191,34 +191,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     containers = _containers(args)
     container = containers.create(_options(args))
     try:
-        containers.start(container)
+        waiter = containers.start(container, attach=not args.detach)
     except BaseException:
         containers.remove(container, force=True)
         raise
     if args.detach:
         print(container.id)
         return 0
-    return _attach(containers, container, remove=args.rm)
+    return _attach(containers, container, waiter, remove=args.rm)
 
 
-def _attach(containers: Any, container: Any, remove: bool = False, offset: int = 0) -> int:
-    """Stream the container's log to our stdout/stderr until it exits; return its exit code."""
-    from runtime.monitor import socket_address
+def _attach(containers: Any, container: Any, sock: Any, remove: bool = False, offset: int = 0) -> int:
+    """Stream the container's log to our stdout/stderr until it exits; return its exit code.
+
+    ``sock`` was connected to the monitor before the start, so no exit goes unheard."""
     from runtime.state import load
 
-    import socket
-
     current = load(containers.runtime.root, container.id)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        dirfd, address = socket_address(current.directory)
-        try:
-            sock.connect(address)
-        finally:
-            os.close(dirfd)
-    except OSError:
-        sock.close()
-        sock = None  # type: ignore[assignment]
     reader = _LogTail(container.log_path, offset)
     received = b""
     try:
@@ -240,7 +229,7 @@ def _attach(containers: Any, container: Any, remove: bool = False, offset: int =
     if received.strip():
         result = json.loads(received)
     if remove:
-        containers.runtime._wait_monitor_gone(current)
+        containers.runtime.wait_monitor_gone(current)
     else:
         result = containers.wait(container) if not result else result
     reader.pump()
@@ -289,9 +278,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         # Attach to what this run writes, not to earlier runs' output (the log is rotated only
         # by size, so the offset is still right unless this run's first lines rotate it).
         offset = container.log_path.stat().st_size if container.log_path.exists() else 0
-        containers.start(container)
+        waiter = containers.start(container, attach=args.attach)
         if args.attach:
-            status = _attach(containers, container, offset=offset)
+            status = _attach(containers, container, waiter, offset=offset)
         else:
             print(container.name)
     return status
