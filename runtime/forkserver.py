@@ -6,11 +6,11 @@ a monitor forked from a CLI keeps that CLI's whole image alive alone). It is als
 multi-threaded caller, such as the trio supervisor, create containers: it never forks itself.
 
 One server per runtime root, started on demand by ``ForkServerClient`` and gone after
-``IDLE_TIMEOUT`` seconds without a request. Protocol, over ``<root>/forkserver.sock``: the client
-sends one JSON line ``{"op": "launch", "id", "bundle", "config", "directory", "options"}``, with
-its stdio as SCM_RIGHTS when the container is to inherit it; the monitor forked for it answers on
-the same connection (``{"pid": N, "monitor_pid": M}`` or ``{"error": "..."}``) and closes it.
-``{"op": "stop"}`` ends the server. Monitors do not depend on the server: they outlive it.
+``IDLE_TIMEOUT`` seconds without a request. Protocol, over ``<root>/forkserver.<PROTOCOL>.sock``: the client
+sends ``launch\n``, a JSON line ``{"id", "bundle", "directory", "options"}`` and the config JSON
+on a line of its own, with its stdio as SCM_RIGHTS when the container is to inherit it; the
+server forks at once, and the monitor parses the request and answers on the same connection
+(``{"pid": N, "monitor_pid": M}`` or ``{"error": "..."}``). ``stop\n`` ends the server. Monitors do not depend on the server: they outlive it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from typing import Any
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.linux import syscalls as sc
-from runtime.monitor import Launched, LaunchOptions, finish_launch, fork_monitor, prepare_directory
+from runtime.monitor import Launched, LaunchOptions, MonitorArgs, finish_launch, fork_monitor, prepare_directory
 from runtime.spec import ContainerConfig, parse_config
 
-SOCKET_NAME = "forkserver.sock"
+# The protocol version is in the name: a server of an older version is never spoken to.
+PROTOCOL = 2
+SOCKET_NAME = f"forkserver.{PROTOCOL}.sock"
 LOCK_NAME = "forkserver.lock"
 IDLE_TIMEOUT = 30.0
 MAX_REQUEST = 1024 * 1024
@@ -60,6 +62,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap_children)
     _preload()
+    _warm_up(root)
     dirfd, address = _address(root)
     try:
         try:
@@ -105,29 +108,45 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
 
 
 def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...]) -> bool:
+    """Read ``OP\n`` and, for a launch, the request line; fork at once. Parsing the request and
+    the config happens in the monitor, so that serving costs the server (almost) no writes."""
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
-    while not data.endswith(b"\n"):
-        more = conn.recv(MAX_REQUEST)
-        if not more:
-            break
-        data += more
     try:
-        request = json.loads(data)
-        if request.get("op") == "stop":
+        op, _, _ = data.partition(b"\n")
+        if op == b"stop":
             return False
-        if request.get("op") == "ping":
+        if op == b"ping":
             Channel(conn.fileno()).send(pong=os.getpid())
             return True
-        options = LaunchOptions(**{**request["options"], "cleanup_paths": tuple(request["options"]["cleanup_paths"])})
-        config = parse_config(request["config"], Path(request["bundle"]))
+        if op != b"launch":
+            raise Error(f"unknown request {op[:20]!r}")
+        while data.count(b"\n") < 3:
+            more = conn.recv(MAX_REQUEST)
+            if not more:
+                raise Error("truncated request")
+            data += more
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 3 else None
-        report = Channel(conn.fileno())
         # The monitor must not hold the server's lock or socket: they would outlive the server.
-        fork_monitor(request["id"], config, Path(request["directory"]), options, report, stdio, server_fds)
+        fork_monitor(lambda: _arguments(data), Channel(conn.fileno()), stdio, server_fds)
     finally:
         for fd in fds:
             os.close(fd)
     return True
+
+
+def _arguments(data: bytes) -> MonitorArgs:
+    """(in the monitor) The launch request: ``launch\n{id, bundle, directory, options}\n{config}\n``."""
+    _, request_line, config_line = data.split(b"\n", 2)
+    request = json.loads(request_line)
+    raw_options = request["options"]
+    options = LaunchOptions(**{**raw_options, "cleanup_paths": tuple(raw_options["cleanup_paths"])})
+    bundle = Path(request["bundle"])
+    return (
+        request["id"],
+        lambda: parse_config(json.loads(config_line), bundle),
+        Path(request["directory"]),
+        options,
+    )
 
 
 def _reap_children(signum: int, frame: Any) -> None:
@@ -150,34 +169,43 @@ def _preload() -> None:
         import runtime.cgroups.v1  # noqa: F401
     import runtime.users  # noqa: F401
 
-    _warm_up()
 
 
-def _warm_up(rounds: int = 30) -> None:
+def _warm_up(root: Path, rounds: int = 30) -> None:
     """Run the monitor's own code paths here first. CPython 3.11 specialises bytecode and fills
     caches on the first executions; done in the server, those writes land in pages every
     monitor shares, instead of in private copies in each monitor."""
-    import selectors
-
     from runtime.channel import pipe_pair
     from runtime.logs import LogWriter
+    from runtime.monitor import _listen
+    from runtime.state import write_json_atomic
+
+    scratch = root / ".warm"
+    scratch.mkdir(exist_ok=True)
 
     for _ in range(rounds):
         reader, writer = pipe_pair()
         writer.send(pid=1, monitor_pid=2, record={"id": "warm", "annotations": {}, "created": "now"})
         reader.receive()
         json.dumps({"id": "warm", "pid": 1, "annotations": {}})
-        selector = selectors.DefaultSelector()
-        selector.register(reader.fd, selectors.EVENT_READ)
-        selector.select(0)
-        selector.unregister(reader.fd)
-        selector.close()
+        poller = select.poll()
+        poller.register(reader.fd, select.POLLIN)
+        poller.poll(0)
+        poller.unregister(reader.fd)
         log = LogWriter(os.devnull)
         log.write("stdout", b"warm\n")
         log.close()
         reader.close()
         writer.close()
         signal.signal(signal.SIGQUIT, signal.getsignal(signal.SIGQUIT))
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
+        write_json_atomic(scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"})
+        listener = _listen(scratch)
+        listener.close()
+        os.unlink(scratch / "monitor.sock")
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- client ---------------------------------------------------------------------------------------
@@ -198,14 +226,12 @@ class ForkServerClient:
             sock = self._connect()
             try:
                 request = {
-                    "op": "launch",
                     "id": container_id,
                     "bundle": str(config.bundle),
-                    "config": config.raw,
                     "directory": str(directory),
                     "options": {**options.__dict__, "cleanup_paths": list(options.cleanup_paths)},
                 }
-                payload = json.dumps(request).encode() + b"\n"
+                payload = b"launch\n%s\n%s\n" % (json.dumps(request).encode(), json.dumps(config.raw).encode())
                 fds = [0, 1, 2] if options.inherit_stdio else []
                 sent = socket.send_fds(sock, [payload], fds) if fds else sock.send(payload)
                 if sent < len(payload):
@@ -266,7 +292,7 @@ def stop(root: Path, timeout: float = 5.0) -> None:
         return
     try:
         sock.connect(address)
-        sock.sendall(b'{"op": "stop"}\n')
+        sock.sendall(b"stop\n")
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ECONNREFUSED):
             raise Error(f"stopping the fork server: {exc}") from None

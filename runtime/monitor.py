@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import selectors
+import select
 import shutil
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -75,19 +76,24 @@ def prepare_directory(container_id: str, directory: Path, options: LaunchOptions
         raise
 
 
+# A loaded config, or a function that loads it: the fork server hands over the raw request
+# and lets the monitor's setup child parse it, so that the server's own pages stay untouched
+# (every page it writes after a fork becomes a private copy in each monitor).
+ConfigSource = ContainerConfig | Callable[[], ContainerConfig]
+MonitorArgs = tuple[str, ConfigSource, Path, LaunchOptions]
+
+
 def fork_monitor(
-    container_id: str,
-    config: ContainerConfig,
-    directory: Path,
-    options: LaunchOptions,
+    arguments: Callable[[], MonitorArgs],
     report: Channel,
     stdio: tuple[int, int, int] | None = None,
     close_in_child: tuple[int, ...] = (),
 ) -> int:
     """Fork the monitor; it reports ``{"pid": N}`` or ``{"error": "..."}`` on ``report``.
 
-    The calling process must be single-threaded. ``stdio``, when given, is what the container
-    writes to instead of the log (the caller's own stdio, for ``runtime run`` in the foreground).
+    ``arguments`` runs in the child and gives (id, config, state directory, options). The
+    calling process must be single-threaded. ``stdio``, when given, is what the container writes
+    to instead of the log (the caller's own stdio, for ``runtime run`` in the foreground).
     """
     mark("spawn")
     monitor_pid = os.fork()
@@ -99,6 +105,7 @@ def fork_monitor(
         for fd in close_in_child:
             os.close(fd)
         try:
+            container_id, config, directory, options = arguments()
             _monitor(container_id, config, directory, options, report, stdio)
             status = 0
         except BaseException as exc:  # the caller hears of it through the report channel
@@ -117,7 +124,7 @@ def spawn(container_id: str, config: ContainerConfig, directory: Path, options: 
     try:
         report_r, report_w = pipe_pair()
         stdio = (0, 1, 2) if options.inherit_stdio else None
-        monitor_pid = fork_monitor(container_id, config, directory, options, report_w, stdio)
+        monitor_pid = fork_monitor(lambda: (container_id, config, directory, options), report_w, stdio)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -148,7 +155,7 @@ def _reap(pid: int) -> None:
 
 def _monitor(
     container_id: str,
-    config: ContainerConfig,
+    config: ConfigSource,
     directory: Path,
     options: LaunchOptions,
     report: Channel,
@@ -159,8 +166,9 @@ def _monitor(
     its parent, and the monitor lives as long as the container."""
     mark("monitor")
     os.setsid()
-    with open("/proc/self/comm", "w") as comm:  # a plain write: ctypes would copy more pages
-        comm.write("orc-mon")
+    comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)  # bare calls copy fewest pages
+    os.write(comm, b"orc-mon")
+    os.close(comm)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init becomes ours when the setup child ends
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
@@ -256,7 +264,7 @@ class _CgroupHandle:
 
 def _setup(
     container_id: str,
-    config: ContainerConfig,
+    source: ConfigSource,
     directory: Path,
     options: LaunchOptions,
     to_monitor: Channel,
@@ -264,6 +272,7 @@ def _setup(
 ) -> None:
     """The short-lived setup child: cgroup, the init, state.json; reports the init's pid to the
     monitor and exits, leaving the init to the monitor (a subreaper)."""
+    config = source if isinstance(source, ContainerConfig) else source()
     try:
         resources = Resources.from_oci(config.resources)
     except (ValueError, TypeError) as exc:
@@ -472,52 +481,52 @@ def _watch(
     listener: socket.socket,
     cleanup_paths: tuple[str, ...],
 ) -> NoReturn:
-    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    selector = selectors.DefaultSelector()
+    """Copy output to the log, queue waiters, and notice the init's end through a pidfd (no
+    signal handler: the less machinery the monitor runs, the less memory it copies)."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
     for fd in outputs:
         os.set_blocking(fd, False)
-        selector.register(fd, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
-    selector.register(listener, selectors.EVENT_READ)
+        poller.register(fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    listen_fd = listener.fileno()
+    poller.register(listen_fd, select.POLLIN)
     waiters: list[socket.socket] = []
     status: int | None = None
 
-    def drain(fd: int) -> bool:
+    def drain(fd: int) -> None:
         while True:
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
-                return True
+                return
             except OSError:
                 data = b""
             if not data:
-                selector.unregister(fd)
+                poller.unregister(fd)
                 os.close(fd)
                 del streams[fd]
-                return False
+                return
             if log:
                 log.write(streams[fd], data)
 
     while status is None:
-        for key, _ in selector.select(timeout=None if streams else 1.0):
-            fileobj = key.fileobj
-            if fileobj is listener:
+        for fd, _ in poller.poll():
+            if fd == listen_fd:
                 try:
                     conn, _ = listener.accept()
                     waiters.append(conn)
                 except OSError:
                     pass
-            elif fileobj == wake_r:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-            elif isinstance(fileobj, int) and fileobj in streams:
-                drain(fileobj)
-        status = _reap_children(pid)
+            elif fd == pidfd:
+                poller.unregister(pidfd)
+                status = _reap_children(pid)
+            elif fd in streams:
+                drain(fd)
+        if status is None and not streams:
+            status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
+    os.close(pidfd)
     for fd in list(streams):
         drain(fd)
     if log:

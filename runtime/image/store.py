@@ -833,6 +833,94 @@ class ImageStore:
             "blobs": len(state["blobs"]),
         }
 
+    # -- commit: an overlay upper directory as a new layer (issue 4; build and commit) -----------
+
+    def commit_diff(self, diff_dir: Path) -> LayerInfo | None:
+        """Store the overlay upper directory ``diff_dir`` as a layer; None when it is empty.
+
+        Whiteouts (0:0 character devices) become ``.wh.NAME`` entries and opaque directories
+        ``.wh..wh..opq``; entries are sorted, so the same content gives the same diff id.
+        """
+        tmp = self._tmp_path("c")
+        try:
+            with open(tmp, "xb") as out:
+                entries = write_diff_tar(Path(diff_dir), out)
+            if entries == 0:
+                return None
+            with open(tmp, "rb") as f:
+                return self.ingest_layer(f)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def commit_layer(
+        self,
+        diff_dir: Path,
+        parent: Image | None,
+        config: dict[str, Any] | None = None,
+        ref: str | None = None,
+        *,
+        history: dict[str, Any] | None = None,
+    ) -> Image:
+        """A new image: ``parent``'s layers plus ``diff_dir`` as one more (``docker commit``).
+
+        ``config`` is the new run config (``Env``, ``Cmd``...; the parent's when None); the
+        history entry is marked ``empty_layer`` when the directory holds no change.
+        """
+        parsed = [str(parse_tagged(ref))] if ref else []
+        with self.transaction():
+            layers = self.image_layers(parent) if parent is not None else []
+            layer = self.commit_diff(diff_dir)
+            entry = dict(history or {"created_by": "commit"})
+            entry.setdefault("created", _now())
+            if layer is None:
+                entry["empty_layer"] = True
+            else:
+                layers.append(layer)
+            return self.image_from_layers(
+                layers,
+                history=[entry],
+                refs=parsed,
+                run_config=config,
+                base=dict(parent.config) if parent is not None else None,
+            )
+
+    def image_layers(self, image: Image) -> builtins.list[LayerInfo]:
+        """The layer descriptors of ``image`` (blob, diff id, size, media type), lowest first."""
+        _, data = self.manifest_of(image)
+        _, _, descs = parse_manifest(data)
+        return [
+            LayerInfo(d["digest"], diff_id, int(d["size"]), str(d["mediaType"]))
+            for d, diff_id in zip(descs, image.layers, strict=True)
+        ]
+
+    def record_config(
+        self, config: dict[str, Any], layers: Sequence[LayerInfo], refs: Sequence[str] = ()
+    ) -> Image:
+        """Record an image whose config is given whole (nothing added: no fresh timestamps), so
+        the same config and layers always give the same image id."""
+        check_depth(len(layers))
+        config = dict(config)
+        config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+        config_bytes = canonical_json(config)
+        parsed = [str(parse_tagged(r)) for r in refs]
+        with self.transaction():
+            config_digest = self.put_bytes(config_bytes)
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": OCI_CONFIG,
+                    "digest": config_digest,
+                    "size": len(config_bytes),
+                },
+                "layers": [
+                    {"mediaType": layer.media_type, "digest": layer.blob, "size": layer.size}
+                    for layer in layers
+                ],
+            }
+            return self.record_image(canonical_json(manifest), OCI_MANIFEST, parsed)
+
 
 # -- manifest and config checks -------------------------------------------------------------------
 
@@ -1010,3 +1098,123 @@ def _owner_alive(name: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- commit: writing an overlay upper directory as a layer tar (issue 4) --------------------------
+
+_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_diff_tar(diff_dir: Path, out: BinaryIO) -> int:
+    """Write the overlay upper directory ``diff_dir`` to ``out`` as an OCI layer tar.
+
+    Entries are in sorted order, parents first; real modes, owners, mtimes (whole seconds) and
+    xattrs are kept (overlayfs's own are dropped). A 0:0 character device (a whiteout) becomes
+    an empty ``.wh.NAME`` file, a directory with ``trusted.overlay.opaque=y`` gets a
+    ``.wh..wh..opq`` entry, hard links within the directory become link entries. Sockets are left
+    out (as Docker does); other device nodes are refused, since layers may not carry them.
+    Returns the number of entries written.
+    """
+    import stat
+    import tarfile
+
+    links: dict[tuple[int, int], str] = {}
+    count = 0
+
+    def header(info: tarfile.TarInfo) -> None:
+        nonlocal count
+        info.uname = info.gname = ""
+        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        count += 1
+
+    def make(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.mtime = int(st.st_mtime)
+        return info
+
+    def xattrs(fd: int) -> dict[str, str]:
+        found: dict[str, str] = {}
+        try:
+            names = os.listxattr(fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return found
+            raise
+        for key in sorted(names):
+            if key.startswith(_OVERLAY_XATTR_PREFIXES):
+                continue
+            found["SCHILY.xattr." + key] = os.getxattr(fd, key).decode("utf-8", "surrogateescape")
+        return found
+
+    def walk(dir_fd: int, prefix: str) -> None:
+        for name in sorted(os.listdir(dir_fd)):
+            path = prefix + name
+            st = os.lstat(name, dir_fd=dir_fd)
+            mode = st.st_mode
+            if stat.S_ISCHR(mode) and st.st_rdev == 0:
+                info = make(prefix + ".wh." + name, st, tarfile.REGTYPE)
+                header(info)
+            elif stat.S_ISDIR(mode):
+                fd = os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+                try:
+                    info = make(path + "/", st, tarfile.DIRTYPE)
+                    info.pax_headers = xattrs(fd)
+                    header(info)
+                    try:
+                        opaque = os.getxattr(fd, "trusted.overlay.opaque") == b"y"
+                    except OSError:
+                        opaque = False
+                    if opaque:
+                        marker = make(path + "/.wh..wh..opq", st, tarfile.REGTYPE)
+                        marker.mode, marker.uid, marker.gid = 0, 0, 0
+                        header(marker)
+                    walk(fd, path + "/")
+                finally:
+                    os.close(fd)
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in links:
+                    info = make(path, st, tarfile.LNKTYPE)
+                    info.linkname = links[key]
+                    header(info)
+                    continue
+                if st.st_nlink > 1:
+                    links[key] = path
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    info = make(path, st, tarfile.REGTYPE)
+                    info.size = st.st_size
+                    info.pax_headers = xattrs(fd)
+                    header(info)
+                    left = st.st_size
+                    while left:
+                        chunk = os.read(fd, min(CHUNK, left))
+                        if not chunk:
+                            raise InvalidImage(f"{path} shrank while it was being committed")
+                        out.write(chunk)
+                        left -= len(chunk)
+                    out.write(b"\0" * (-st.st_size % 512))
+                finally:
+                    os.close(fd)
+            elif stat.S_ISLNK(mode):
+                info = make(path, st, tarfile.SYMTYPE)
+                info.linkname = os.readlink(name, dir_fd=dir_fd)
+                header(info)
+            elif stat.S_ISFIFO(mode):
+                header(make(path, st, tarfile.FIFOTYPE))
+            elif stat.S_ISSOCK(mode):
+                continue
+            else:
+                raise InvalidImage(f"/{path} is a device node: layers may not carry devices")
+
+    root = os.open(diff_dir, _DIR_OPEN)
+    try:
+        walk(root, "")
+    finally:
+        os.close(root)
+    out.write(b"\0" * 1024)
+    return count

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.api import Runtime
-from runtime.forkserver import stop
+from runtime.forkserver import SOCKET_NAME, stop
 from tests.busybox import bundle
 
 pytestmark = pytest.mark.root
@@ -20,9 +20,9 @@ def test_fork_server_launches_and_containers_outlive_it(state_root: Path, tmp_pa
     b = bundle(tmp_path / "b", ["sh", "-c", "sleep 0.5; exit 9"], lower=busybox_rootfs)
     state = rt.run("via-server", b)
     assert state.status == "running"
-    assert (root / "forkserver.sock").exists()
+    assert (root / SOCKET_NAME).exists()
     stop(root)  # the server goes; the container and its monitor stay
-    assert not (root / "forkserver.sock").exists()
+    assert not (root / SOCKET_NAME).exists()
     assert rt.state("via-server").status == "running"
     assert rt.wait("via-server", timeout=10)["exit_code"] == 9
     rt.delete("via-server")
