@@ -56,9 +56,50 @@ def run(
         joined = True
 
     try:
+        mark("init")
+        os.setsid()
+        enter_namespaces(config)
+        mark("init-namespaces")
         ready = prepare(config, exec_fifo, join_cgroup)
     except Exception as exc:  # even a bug in setup is one message, and the monitor cleans up
         _report_and_exit(to_monitor, describe(exc))
+    _start(config, ready, to_monitor, from_monitor, stdio)
+
+
+# What a pre-made init has already entered: the set Docker gives a container by default.
+POOL_NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
+
+
+def run_premade(to_setup: Channel, from_setup: Channel, stdio: tuple[int, int, int]) -> NoReturn:
+    """An init made before its container was asked for (the fork server's pool): PID 1 of its
+    own PID namespace, already in its cgroup, it enters the default namespaces, then waits for
+    ``{"config": ..., "bundle": ..., "fifo": ...}`` and goes on as ``run`` does."""
+    from pathlib import Path
+
+    from runtime.spec import parse_config
+
+    try:
+        os.setsid()
+        sc.unshare(POOL_NAMESPACES)
+        to_setup.send(prepared=True)
+        message = from_setup.receive()
+        if not message or "config" not in message:
+            os._exit(0)  # the pool is closing
+        mark("init")
+        config = parse_config(message["config"], Path(message["bundle"]))
+        ready = prepare(config, message.get("fifo"), lambda: None)
+    except Exception as exc:
+        _report_and_exit(to_setup, describe(exc))
+    _start(config, ready, to_setup, from_setup, stdio)
+
+
+def _start(
+    config: ContainerConfig,
+    ready: Ready,
+    to_monitor: Channel,
+    from_monitor: Channel,
+    stdio: tuple[int, int, int],
+) -> NoReturn:
     to_monitor.send(ready=True)
     to_monitor.close()
     from_monitor.close()
@@ -92,10 +133,7 @@ class Ready:
 def prepare(
     config: ContainerConfig, exec_fifo: str | None, join_cgroup: Callable[[], None]
 ) -> Ready:
-    mark("init")
-    os.setsid()
-    enter_namespaces(config)
-    mark("init-namespaces")
+    """Everything after the namespaces: root filesystem, pivot, checks and limits."""
     if config.hostname:
         sc.sethostname(config.hostname)
     if config.domainname:

@@ -165,30 +165,66 @@ def _monitor(
     keeps only the loop: the less Python a forked process runs, the fewer pages it copies from
     its parent, and the monitor lives as long as the container."""
     mark("monitor")
+    inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None  # before /dev/null takes 0-2
+    devnull = become_monitor("orc-mon")
+    outputs = Outputs()
+    init_stdio = (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
+    setup_pid, from_setup = fork_setup(
+        lambda to_monitor: _setup(container_id, config, directory, options, to_monitor, init_stdio),
+        close_in_child=(*outputs.ours(), report.fd),
+    )
+    outputs.close_theirs()
+    for fd in inherited or ():
+        os.close(fd)
+    adopt(container_id, directory, options, report, setup_pid, from_setup, outputs)
+
+
+def become_monitor(name: str) -> int:
+    """Detach (own session, stdio on /dev/null), become a subreaper, ignore terminal signals.
+    Returns a descriptor of /dev/null."""
     os.setsid()
     comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)  # bare calls copy fewest pages
-    os.write(comm, b"orc-mon")
+    os.write(comm, name.encode())
     os.close(comm)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init becomes ours when the setup child ends
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    return devnull
+
+
+class Outputs:
+    """The pipes that carry the container's stdout and stderr to the monitor's log."""
+
+    def __init__(self) -> None:
+        self.out_r, self.out_w = os.pipe2(os.O_CLOEXEC)
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+
+    def for_init(self, devnull: int) -> tuple[int, int, int]:
+        return (devnull, self.out_w, self.err_w)
+
+    def ours(self) -> tuple[int, int]:
+        return (self.out_r, self.err_r)
+
+    def close_theirs(self) -> None:
+        os.close(self.out_w)
+        os.close(self.err_w)
+
+
+def fork_setup(work: Callable[[Channel], None], close_in_child: tuple[int, ...]) -> tuple[int, Channel]:
+    """Fork the short-lived setup child running ``work(to_monitor)``; it reports on the channel
+    returned (an error message if ``work`` raises)."""
     from_setup, to_monitor = pipe_pair()
     setup_pid = os.fork()
     if setup_pid == 0:
         try:
-            for fd in (out_r, err_r):
+            for fd in close_in_child:
                 os.close(fd)
             from_setup.close()
-            report.close()
-            init_stdio = (inherited[0], inherited[1], inherited[2]) if inherited else (devnull, out_w, err_w)
-            _setup(container_id, config, directory, options, to_monitor, init_stdio)
+            work(to_monitor)
         except BaseException as exc:
             try:
                 to_monitor.send(error=init.describe(exc))
@@ -196,9 +232,20 @@ def _monitor(
                 pass
         finally:
             os._exit(0)
-    for fd in (out_w, err_w, *(inherited or ())):
-        os.close(fd)
     to_monitor.close()
+    return setup_pid, from_setup
+
+
+def adopt(
+    container_id: str,
+    directory: Path,
+    options: LaunchOptions,
+    report: Channel,
+    setup_pid: int,
+    from_setup: Channel,
+    outputs: Outputs,
+) -> NoReturn:
+    """Take the init over from the setup child, tell the caller, and watch it until it ends."""
     message = from_setup.receive()
     from_setup.close()
     _reap(setup_pid)
@@ -221,7 +268,7 @@ def _monitor(
     report.send(pid=pid, monitor_pid=os.getpid())
     report.close()
     log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
-    _watch(directory, pid, cgroup, log, (out_r, err_r), listener, options.cleanup_paths)
+    _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths)
 
 
 class _CgroupHandle:

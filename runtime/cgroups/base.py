@@ -20,6 +20,7 @@ import signal as _signal
 from dataclasses import dataclass
 
 from runtime.cgroups.resources import Resources
+from runtime.errors import SetupError
 
 #: How long destroy() waits for the kernel to release a cgroup whose last process just died.
 DESTROY_TIMEOUT = 2.0
@@ -91,6 +92,10 @@ class Manager(abc.ABC):
 
         Returns once the signal is sent, not once the processes are gone; ``destroy()`` waits.
         """
+
+    def rename(self, new_name: str) -> Manager:
+        """Rename the cgroup in place (v1 only; the v2 hierarchy forbids it)."""
+        raise SetupError("this cgroup hierarchy cannot rename a cgroup")
 
     @abc.abstractmethod
     def destroy(self) -> None:

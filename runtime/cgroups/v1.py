@@ -260,6 +260,26 @@ class V1Manager(Manager):
                 _init_cpuset(level)
         return made
 
+    def rename(self, new_name: str) -> V1Manager:
+        """Give this cgroup, processes and all, another name under the same parent.
+
+        v1 allows rename(2) of a cgroup directory; it moves no process, so unlike a write to
+        cgroup.procs it waits for no RCU grace period. The fork server's pool uses it to hand a
+        cgroup prepared in advance to a container. Returns the manager of the new name."""
+        renamed = V1Manager(new_name, root=self.root, parent=self.parent)
+        done: list[tuple[str, str]] = []
+        try:
+            for old in self._unique_dirs():
+                new = os.path.join(os.path.dirname(old), renamed.name)
+                os.rename(old, new)
+                done.append((old, new))
+        except OSError as exc:
+            for old, new in reversed(done):
+                with contextlib.suppress(OSError):
+                    os.rename(new, old)
+            raise SetupError(f"cannot rename cgroup {self.path} to {renamed.path}: {_files.why(exc)}") from exc
+        return renamed
+
     def exists(self) -> bool:
         return any(os.path.isdir(cg) for cg in self.dirs.values())
 
