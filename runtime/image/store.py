@@ -40,7 +40,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -835,16 +835,17 @@ class ImageStore:
 
     # -- commit: an overlay upper directory as a new layer (issue 4; build and commit) -----------
 
-    def commit_diff(self, diff_dir: Path) -> LayerInfo | None:
+    def commit_diff(self, diff_dir: Path, exclude: Collection[str] = ()) -> LayerInfo | None:
         """Store the overlay upper directory ``diff_dir`` as a layer; None when it is empty.
 
         Whiteouts (0:0 character devices) become ``.wh.NAME`` entries and opaque directories
         ``.wh..wh..opq``; entries are sorted, so the same content gives the same diff id.
+        ``exclude``: relative paths left out (mount points the runtime made, for example).
         """
         tmp = self._tmp_path("c")
         try:
             with open(tmp, "xb") as out:
-                entries = write_diff_tar(Path(diff_dir), out)
+                entries = write_diff_tar(Path(diff_dir), out, exclude)
             if entries == 0:
                 return None
             with open(tmp, "rb") as f:
@@ -861,6 +862,7 @@ class ImageStore:
         ref: str | None = None,
         *,
         history: dict[str, Any] | None = None,
+        exclude: Collection[str] = (),
     ) -> Image:
         """A new image: ``parent``'s layers plus ``diff_dir`` as one more (``docker commit``).
 
@@ -870,7 +872,7 @@ class ImageStore:
         parsed = [str(parse_tagged(ref))] if ref else []
         with self.transaction():
             layers = self.image_layers(parent) if parent is not None else []
-            layer = self.commit_diff(diff_dir)
+            layer = self.commit_diff(diff_dir, exclude)
             entry = dict(history or {"created_by": "commit"})
             entry.setdefault("created", _now())
             if layer is None:
@@ -1106,7 +1108,7 @@ _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_diff_tar(diff_dir: Path, out: BinaryIO) -> int:
+def write_diff_tar(diff_dir: Path, out: BinaryIO, exclude: Collection[str] = ()) -> int:
     """Write the overlay upper directory ``diff_dir`` to ``out`` as an OCI layer tar.
 
     Entries are in sorted order, parents first; real modes, owners, mtimes (whole seconds) and
@@ -1114,13 +1116,15 @@ def write_diff_tar(diff_dir: Path, out: BinaryIO) -> int:
     an empty ``.wh.NAME`` file, a directory with ``trusted.overlay.opaque=y`` gets a
     ``.wh..wh..opq`` entry, hard links within the directory become link entries. Sockets are left
     out (as Docker does); other device nodes are refused, since layers may not carry them.
-    Returns the number of entries written.
+    ``exclude`` names relative paths (``etc/hosts``) to leave out. Returns the number of
+    entries written.
     """
     import stat
     import tarfile
 
     links: dict[tuple[int, int], str] = {}
     count = 0
+    skip = {p.strip("/") for p in exclude}
 
     def header(info: tarfile.TarInfo) -> None:
         nonlocal count
@@ -1153,6 +1157,8 @@ def write_diff_tar(diff_dir: Path, out: BinaryIO) -> int:
     def walk(dir_fd: int, prefix: str) -> None:
         for name in sorted(os.listdir(dir_fd)):
             path = prefix + name
+            if path in skip:
+                continue
             st = os.lstat(name, dir_fd=dir_fd)
             mode = st.st_mode
             if stat.S_ISCHR(mode) and st.st_rdev == 0:
