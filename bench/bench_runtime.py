@@ -8,6 +8,8 @@ uts, ipc, net and cgroup namespaces, an overlay root filesystem (busybox) and cg
 crun and runc are executed per run, each on an overlay mounted for it in the timed region.
 crun refuses this machine's hybrid cgroup layout, so the whole benchmark runs in a private mount
 namespace where /sys/fs/cgroup/unified is unmounted (our runtime does not need that).
+Runs are spaced ``--gap`` seconds apart for every runtime alike, so each start is measured on a
+quiet machine (with the fork server, that also gives its pool time to make the next container).
 Also printed: ``orchestrator run --rm IMAGE true`` end to end, and the memory each running
 container costs on the host (its monitor's PSS). Medians throughout.
 """
@@ -32,6 +34,7 @@ from runtime.spec import ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR, ANNOTATION_W
 from runtime.specgen import default_spec  # noqa: E402
 from tests.busybox import make_rootfs  # noqa: E402
 
+GAP = 0.05
 RESOURCES = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 256}, "cpu": {"shares": 512}}
 
 
@@ -84,6 +87,7 @@ def bench_ours(work: Path, lower: Path, runs: int, two_step: bool, fork_server: 
         rt.delete(cid)
         if i >= 3:  # the first runs warm caches (and start the fork server)
             times.append(elapsed)
+        time.sleep(GAP)
     if fork_server:
         from runtime.forkserver import stop
 
@@ -108,6 +112,7 @@ def bench_peer(work: Path, lower: Path, runs: int, tool: str) -> list[float]:
             raise RuntimeError(f"{tool} failed: {done.stderr.decode().strip()}")
         if i >= 3:
             times.append(elapsed)
+        time.sleep(GAP)
     return times
 
 
@@ -168,10 +173,13 @@ def median_ms(values: list[float]) -> float:
 
 
 def main() -> None:
+    global GAP
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--monitors", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between runs (all runtimes)")
     args = parser.parse_args()
+    GAP = args.gap
     if os.geteuid() != 0:
         sys.exit("bench_runtime: needs root")
     private_mount_namespace()

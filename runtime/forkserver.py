@@ -50,7 +50,52 @@ def _address(root: Path) -> tuple[int, str]:
 # -- server ---------------------------------------------------------------------------------------
 
 
-def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
+class _Pool:
+    """At most one pre-made container (cgroup v1 only; see runtime.pool)."""
+
+    def __init__(self, enabled: bool, server_fds: tuple[int, ...]) -> None:
+        self.enabled = enabled
+        self.server_fds = server_fds
+        self.shell: Any = None
+        self.busy: Any = None  # handed over; we refill once it has created its container
+        self.busy_since = 0.0
+
+    def waiting_on(self) -> list[Any]:
+        return [self.busy.control] if self.busy is not None else []
+
+    def done(self) -> None:
+        """The handed-over shell reported (or gave up): make the next one."""
+        if self.busy is not None:
+            self.busy.close()
+            os.close(self.busy.pidfd)
+            self.busy = None
+        self.fill()
+
+    def fill(self) -> None:
+        if self.enabled and self.shell is None and self.busy is None:
+            from runtime.pool import make_shell
+
+            self.shell = make_shell("/sys/fs/cgroup", "orchestrator", self.server_fds)
+
+    def take(self) -> Any:
+        shell, self.shell = self.shell, None
+        if shell is not None:
+            self.busy, self.busy_since = shell, time.monotonic()
+        return shell
+
+    def drain(self) -> None:
+        if self.busy is not None:
+            self.busy.close()
+            self.busy = None
+        shell, self.shell = self.shell, None
+        if shell is not None:
+            shell.close()
+            shell.wait_gone(5.0)
+
+
+def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = None) -> None:
+    """Serve ``root`` until stopped or idle. ``pool`` keeps a pre-made container ready (default:
+    on where cgroups are v1 and ORCHESTRATOR_NO_POOL is not set)."""
     root.mkdir(parents=True, exist_ok=True)
     lock = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -76,13 +121,24 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
         os.close(dirfd)
     gc.freeze()  # what is loaded now is shared by every monitor; keep collections off it
     inherited_by_no_one = (lock, listener.fileno())
+    if pool is None:
+        from runtime.cgroups import detect_version
+
+        pool = detect_version("/sys/fs/cgroup") == 1 and not os.environ.get("ORCHESTRATOR_NO_POOL")
+    shells = _Pool(pool, inherited_by_no_one)
     last = time.monotonic()
     try:
+        shells.fill()
         while True:
             try:
-                ready, _, _ = select.select([listener], [], [], 1.0)
+                ready, _, _ = select.select([listener, *shells.waiting_on()], [], [], 1.0)
             except InterruptedError:
                 continue
+            if shells.busy is not None and (
+                shells.busy.control in ready or time.monotonic() - shells.busy_since > 2.0
+            ):
+                shells.done()
+                ready = [r for r in ready if r is listener]
             if not ready:
                 if time.monotonic() - last > idle_timeout:
                     return
@@ -90,7 +146,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
             conn, _ = listener.accept()
             last = time.monotonic()
             try:
-                if not _handle(root, conn, inherited_by_no_one):
+                if not _handle(root, conn, inherited_by_no_one, shells):
                     return
             except Exception as exc:  # a bad request must not take the server down
                 try:
@@ -105,9 +161,10 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT) -> None:
         except FileNotFoundError:
             pass
         listener.close()
+        shells.drain()
 
 
-def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...]) -> bool:
+def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...], shells: _Pool) -> bool:
     """Read ``OP\n`` and, for a launch, the request line; fork at once. Parsing the request and
     the config happens in the monitor, so that serving costs the server (almost) no writes."""
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
@@ -126,6 +183,10 @@ def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...]) -> boo
                 raise Error("truncated request")
             data += more
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 3 else None
+        shell = shells.take() if stdio is None else None
+        if shell is not None:
+            shell.hand_over(data, conn.fileno())
+            return True
         # The monitor must not hold the server's lock or socket: they would outlive the server.
         fork_monitor(lambda: _arguments(data), Channel(conn.fileno()), stdio, server_fds)
     finally:
@@ -272,7 +333,9 @@ class ForkServerClient:
         import subprocess
 
         starter = subprocess.Popen(
-            [sys.executable, "-m", "runtime.forkserver", str(self.root)],
+            # -c, not -m: as __main__ this module would be imported a second time by whatever
+            # a monitor forked from it imports (milliseconds per container).
+            [sys.executable, "-c", "from runtime.forkserver import main; main()", str(self.root)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

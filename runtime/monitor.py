@@ -244,8 +244,11 @@ def adopt(
     setup_pid: int,
     from_setup: Channel,
     outputs: Outputs,
+    close_after_report: tuple[int, ...] = (),
 ) -> NoReturn:
-    """Take the init over from the setup child, tell the caller, and watch it until it ends."""
+    """Take the init over from the setup child, tell the caller, and watch it until it ends.
+    ``close_after_report`` are closed once the caller knows (the pool's server waits for it)."""
+    listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
     from_setup.close()
     _reap(setup_pid)
@@ -255,18 +258,20 @@ def adopt(
         cgroup.remove_all()
         raise SetupError((message or {}).get("error") or "container setup failed: the setup process died")
     pid = int(message["pid"])
-    try:
-        # Written here, not by the setup child, which may be unprivileged in a user namespace.
-        write_json_atomic(directory / "state.json", message["record"])
-        listener = _listen(directory)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-        cgroup.remove_all()
-        raise
+    if "record" in message:
+        try:
+            # The setup child could not write it: it is unprivileged in a user namespace.
+            write_json_atomic(directory / "state.json", message["record"])
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+            cgroup.remove_all()
+            raise
     mark("reported")
     report.send(pid=pid, monitor_pid=os.getpid())
     report.close()
+    for fd in close_after_report:
+        os.close(fd)
     log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
     _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths)
 
@@ -376,29 +381,41 @@ def _setup(
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
-        now = timestamp()
-        monitor_pid = os.getppid()
-        record: dict[str, Any] = {
-            "id": container_id,
-            "pid": pid,
-            "pid_start": process_start_time(pid),
-            "bundle": str(config.bundle),
-            "annotations": config.annotations,
-            "created": now,
-            "started": None if options.create_only else now,
-            "monitor_pid": monitor_pid,
-            "monitor_start": process_start_time(monitor_pid),
-            "cgroup": container_id,
-            "freezer_state": _freezer_file(cgroup),
-            "log_path": options.log_path,
-        }
+        record = state_record(container_id, config, options, pid, cgroup)
+        if not new_userns:
+            write_json_atomic(directory / "state.json", record)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
         _destroy_quietly(cgroup)
         raise
-    to_monitor.send(pid=pid, record=record)
+    if new_userns:
+        to_monitor.send(pid=pid, record=record)
+    else:
+        to_monitor.send(pid=pid)
+
+
+def state_record(
+    container_id: str, config: ContainerConfig, options: LaunchOptions, pid: int, cgroup: Any
+) -> dict[str, Any]:
+    """What state.json holds (written by the monitor, the setup child's parent)."""
+    now = timestamp()
+    monitor_pid = os.getppid()
+    return {
+        "id": container_id,
+        "pid": pid,
+        "pid_start": process_start_time(pid),
+        "bundle": str(config.bundle),
+        "annotations": config.annotations,
+        "created": now,
+        "started": None if options.create_only else now,
+        "monitor_pid": monitor_pid,
+        "monitor_start": process_start_time(monitor_pid),
+        "cgroup": container_id,
+        "freezer_state": _freezer_file(cgroup),
+        "log_path": options.log_path,
+    }
 
 
 def _enter_user_namespace(config: ContainerConfig) -> None:

@@ -70,22 +70,26 @@ def _cgroups() -> list[str]:
 
 
 def _processes(marker: str) -> list[str]:
-    """Processes started from a test's state root (monitors, containers) or named orc-*."""
+    """Live processes of this test: started with its state root on their command line (the fork
+    server, its monitors and pre-made containers), or monitors forked by this very process."""
     found = []
+    me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) == me:
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    continue  # exited, holding nothing; its parent has yet to reap it
+                fields = f.read().rpartition(")")[2].split()
+            if fields[0] == "Z":
+                continue  # exited, holding nothing; its parent has yet to reap it
             with open(f"/proc/{entry}/comm") as f:
                 comm = f.read().strip()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if comm.startswith("orc-") or (marker and marker in cmdline):
+        ours = (marker and marker in cmdline) or (comm.startswith("orc-") and int(fields[1]) == me)
+        if ours:
             found.append(f"{entry} {comm} {cmdline[:80]}")
     return found
 
