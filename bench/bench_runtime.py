@@ -125,12 +125,17 @@ def bench_cli(work: Path, runs: int) -> list[float] | None:
     orchestrator = [sys.executable, "-m", "orchestrator"]
     subprocess.run([*orchestrator, "image", "import", str(tar), "busybox"], check=True, env=env, capture_output=True, cwd=repo)
     times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run([*orchestrator, "run", "--rm", "busybox", "true"], env=env, capture_output=True, cwd=repo)
-        times.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr.decode())
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            done = subprocess.run([*orchestrator, "run", "--rm", "busybox", "true"], env=env, capture_output=True, cwd=repo)
+            times.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.decode())
+    finally:
+        from runtime.forkserver import stop
+
+        stop(root / "runtime")
     return times
 
 

@@ -341,9 +341,12 @@ class ForkServerClient:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
-            env={k: v for k, v in os.environ.items() if k in ("PATH", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_TRACE", "LANG")},
+            env={k: v for k, v in os.environ.items() if k in _PASSED_ON},
         )
         starter.wait()
+
+
+_PASSED_ON = ("PATH", "LANG", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_TRACE", "ORCHESTRATOR_FORKSERVER_IDLE", "ORCHESTRATOR_NO_POOL")
 
 
 def stop(root: Path, timeout: float = 5.0) -> None:
@@ -384,7 +387,8 @@ def main() -> None:
     # host's init, never a zombie child of whoever happened to start it.
     if os.fork():
         os._exit(0)
-    serve(Path(sys.argv[1]))
+    idle = float(os.environ.get("ORCHESTRATOR_FORKSERVER_IDLE") or IDLE_TIMEOUT)
+    serve(Path(sys.argv[1]), idle_timeout=idle)
 
 
 if __name__ == "__main__":

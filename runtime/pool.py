@@ -112,10 +112,14 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
             _destroy(pool_name, cgroup_root, cgroup_parent)
             to_setup.close()
             from_setup.close()
+            for fd in outputs.ours():
+                os.close(fd)
+            outputs = Outputs()  # the shell's pipes went to the pre-made init, now gone
             setup_pid, from_setup = monitor.fork_setup(
                 lambda to_monitor: monitor._setup(container_id, source, directory, options, to_monitor, outputs.for_init(devnull)),
                 close_in_child=(*outputs.ours(), report.fd),
             )
+            outputs.close_theirs()
             monitor.adopt(
                 container_id, directory, options, report, setup_pid, from_setup, outputs, (control.fileno(),)
             )

@@ -52,3 +52,66 @@ def test_fork_server_create_then_start(state_root: Path, tmp_path: Path, busybox
     rt.start("two-step")
     assert rt.wait("two-step", timeout=10)["exit_code"] == 4
     rt.delete("two-step")
+
+
+def _pool_cgroups() -> set[str]:
+    parent = Path("/sys/fs/cgroup/pids/orchestrator")
+    return {p.name for p in parent.iterdir() if p.name.startswith("_pool-")} if parent.is_dir() else set()
+
+
+def test_pool_serves_default_containers_and_falls_back_for_others(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    root = state_root / "runtime"
+    rt = Runtime(root, fork_server=True)
+    before = _pool_cgroups()
+    b = bundle(tmp_path / "b", ["sh", "-c", "cat /proc/self/cgroup | grep pids"], lower=busybox_rootfs)
+    rt.run("warm", b)  # starts the server, which then makes a pre-made container
+    rt.wait("warm", timeout=10)
+    rt.delete("warm")
+    deadline = time.monotonic() + 10
+    while not (_pool_cgroups() - before):
+        assert time.monotonic() < deadline, "the fork server made no pre-made container"
+        time.sleep(0.02)
+    sleeper = bundle(tmp_path / "s", ["sleep", "30"], lower=busybox_rootfs)
+    state = rt.run("pooled", sleeper)
+    # the container runs in a cgroup of its own name, whatever the pre-made one was called
+    assert "pids:/orchestrator/pooled\n" in Path(f"/proc/{state.pid}/cgroup").read_text()
+    assert Path("/sys/fs/cgroup/pids/orchestrator/pooled").is_dir()
+    rt.delete("pooled", force=True)
+    # a container with other namespaces (no network namespace) is served the usual way
+    host_net = bundle(
+        tmp_path / "hn",
+        ["sh", "-c", "ls /sys/class/net | grep -c ."],
+        lower=busybox_rootfs,
+        linux__namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")],
+    )
+    deadline = time.monotonic() + 10
+    while not (_pool_cgroups() - before):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    log2 = tmp_path / "log2"
+    rt.run("hostnet", host_net, log_path=str(log2))
+    assert rt.wait("hostnet", timeout=10)["exit_code"] == 0
+    rt.delete("hostnet")
+    assert int(log2.read_text().split('"log": "')[1].split("\\n")[0]) > 1  # the host's interfaces
+    stop(root)
+    assert _pool_cgroups() - before == set()  # stopping the server removes its pre-made container
+
+
+def test_user_namespace_through_the_fork_server(state_root: Path, tmp_path: Path, busybox_rootfs: Path) -> None:
+    rt = Runtime(state_root / "runtime", fork_server=True)
+    mapping = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    b = bundle(
+        tmp_path / "b",
+        ["sh", "-c", "cat /proc/self/uid_map"],
+        lower=busybox_rootfs,
+        linux__namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "network", "cgroup", "user")],
+        linux__uidMappings=mapping,
+        linux__gidMappings=mapping,
+    )
+    log = tmp_path / "log"
+    rt.run("mapped", b, log_path=str(log))
+    assert rt.wait("mapped", timeout=10)["exit_code"] == 0
+    rt.delete("mapped")
+    assert "300000" in log.read_text()
