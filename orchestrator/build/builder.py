@@ -43,7 +43,6 @@ from typing import Any, TextIO
 from orchestrator.build.cache import BuildCache, canonical
 from orchestrator.build.copy import LayerWriter, find_sources, plan_copy
 from orchestrator.build.dockerfile import (
-    Dockerfile,
     DockerfileError,
     Instruction,
     Stage,
@@ -270,9 +269,7 @@ class Builder:
         while todo:
             current = todo.pop()
             refs = [current.base]
-            refs += [
-                str(i.flags["from"]) for i in current.instructions if i.flags.get("from")
-            ]
+            refs += [str(i.flags["from"]) for i in current.instructions if i.flags.get("from")]
             for ref in refs:
                 try:
                     name = expand(ref, self.global_args, self.df.escape)
@@ -961,8 +958,3 @@ class _LogTail:
         if self.file is not None:
             self.file.close()
             self.file = None
-
-
-def load_dockerfile(path: Path) -> Dockerfile:
-    """Parse a Dockerfile from disk (``DockerfileError`` on a syntax error)."""
-    return parse(path.read_text(), str(path))
