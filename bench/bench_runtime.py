@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.linux import syscalls as sc  # noqa: E402
-from runtime.spec import ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR  # noqa: E402
-from runtime.specgen import default_spec  # noqa: E402
-from tests.busybox import make_rootfs  # noqa: E402
+from runtime.linux import syscalls as sc
+from runtime.spec import ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR
+from runtime.specgen import default_spec
+from tests.busybox import make_rootfs
 
 GAP = 0.05
 RESOURCES = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 256}, "cpu": {"shares": 512}}
@@ -62,7 +62,9 @@ def fresh_layer(base: Path, i: int) -> tuple[Path, Path]:
     return upper, work
 
 
-def bench_ours(work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool) -> list[float]:
+def bench_ours(
+    work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool
+) -> list[float]:
     from runtime.api import Runtime
 
     rt = Runtime(work / ("state-fs" if fork_server else "state"), fork_server=fork_server)
@@ -72,7 +74,11 @@ def bench_ours(work: Path, lower: Path, runs: int, two_step: bool, fork_server: 
         upper, wdir = fresh_layer(work, f"{int(two_step)}{int(fork_server)}-{i}")  # type: ignore[arg-type]
         write_spec(
             bundle,
-            {ANNOTATION_LOWERDIRS: json.dumps([str(lower)]), ANNOTATION_UPPERDIR: str(upper), ANNOTATION_WORKDIR: str(wdir)},
+            {
+                ANNOTATION_LOWERDIRS: json.dumps([str(lower)]),
+                ANNOTATION_UPPERDIR: str(upper),
+                ANNOTATION_WORKDIR: str(wdir),
+            },
         )
         cid = f"b{i}"
         started = time.perf_counter()
@@ -103,9 +109,14 @@ def bench_peer(work: Path, lower: Path, runs: int, tool: str) -> list[float]:
     for i in range(runs + 3):
         upper, wdir = fresh_layer(work, f"{tool}{i}")  # type: ignore[arg-type]
         started = time.perf_counter()
-        sc.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={wdir}")
-        done = subprocess.run([tool, "--root", str(work / f"{tool}-state"), "run", "-b", str(bundle), f"{tool}{i}"],
-                              stdin=subprocess.DEVNULL, capture_output=True)
+        sc.mount(
+            "overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={wdir}"
+        )
+        done = subprocess.run(
+            [tool, "--root", str(work / f"{tool}-state"), "run", "-b", str(bundle), f"{tool}{i}"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
         sc.umount2(rootfs, sc.MNT_DETACH)
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
@@ -121,14 +132,27 @@ def bench_cli(work: Path, runs: int) -> list[float] | None:
     root = work / "cli-root"
     env = dict(os.environ, ORCHESTRATOR_ROOT=str(root))
     repo = Path(__file__).resolve().parents[1]
-    subprocess.run([str(repo / "scripts" / "make-busybox-rootfs"), str(tar)], check=True, capture_output=True)
+    subprocess.run(
+        [str(repo / "scripts" / "make-busybox-rootfs"), str(tar)], check=True, capture_output=True
+    )
     orchestrator = [sys.executable, "-m", "orchestrator"]
-    subprocess.run([*orchestrator, "image", "import", str(tar), "busybox"], check=True, env=env, capture_output=True, cwd=repo)
+    subprocess.run(
+        [*orchestrator, "image", "import", str(tar), "busybox"],
+        check=True,
+        env=env,
+        capture_output=True,
+        cwd=repo,
+    )
     times = []
     try:
         for _ in range(runs):
             started = time.perf_counter()
-            done = subprocess.run([*orchestrator, "run", "--rm", "busybox", "true"], env=env, capture_output=True, cwd=repo)
+            done = subprocess.run(
+                [*orchestrator, "run", "--rm", "busybox", "true"],
+                env=env,
+                capture_output=True,
+                cwd=repo,
+            )
             times.append(time.perf_counter() - started)
             if done.returncode != 0:
                 raise RuntimeError(done.stderr.decode())
@@ -158,7 +182,14 @@ def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
     try:
         for i in range(count):
             upper, wdir = fresh_layer(work, f"mem{i}")  # type: ignore[arg-type]
-            write_spec(bundle, {ANNOTATION_LOWERDIRS: json.dumps([str(lower)]), ANNOTATION_UPPERDIR: str(upper), ANNOTATION_WORKDIR: str(wdir)})
+            write_spec(
+                bundle,
+                {
+                    ANNOTATION_LOWERDIRS: json.dumps([str(lower)]),
+                    ANNOTATION_UPPERDIR: str(upper),
+                    ANNOTATION_WORKDIR: str(wdir),
+                },
+            )
             spec = json.loads((bundle / "config.json").read_text())
             spec["process"]["args"] = ["sleep", "600"]
             (bundle / "config.json").write_text(json.dumps(spec))
@@ -182,7 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--monitors", type=int, default=20)
-    parser.add_argument("--gap", type=float, default=0.05, help="seconds between runs (all runtimes)")
+    parser.add_argument(
+        "--gap", type=float, default=0.05, help="seconds between runs (all runtimes)"
+    )
     args = parser.parse_args()
     GAP = args.gap
     if os.geteuid() != 0:
@@ -194,8 +227,12 @@ def main() -> None:
         results: dict[str, float] = {}
         for server in (True, False):
             how = "fork server" if server else "direct fork"
-            results[f"ours ({how}) create+start+wait"] = median_ms(bench_ours(work, lower, args.runs, True, server))
-            results[f"ours ({how}) run+wait"] = median_ms(bench_ours(work, lower, args.runs, False, server))
+            results[f"ours ({how}) create+start+wait"] = median_ms(
+                bench_ours(work, lower, args.runs, True, server)
+            )
+            results[f"ours ({how}) run+wait"] = median_ms(
+                bench_ours(work, lower, args.runs, False, server)
+            )
         for tool in ("crun", "runc"):
             if shutil.which(tool):
                 try:
@@ -218,8 +255,10 @@ def main() -> None:
                 )
                 print(f"  ours / {tool}: {ratios}")
         pss = bench_monitor_memory(work, lower, args.monitors)
-        print(f"monitor memory, {len(pss)} running containers: median PSS {statistics.median(pss) / 1024:.2f} MiB"
-              f" (max {max(pss) / 1024:.2f} MiB)")
+        print(
+            f"monitor memory, {len(pss)} running containers: median PSS {statistics.median(pss) / 1024:.2f} MiB"
+            f" (max {max(pss) / 1024:.2f} MiB)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

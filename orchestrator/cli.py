@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orchestrator",
         description="Run Compose-style stacks on an embedded container runtime.",
     )
-    parser.add_argument("--root", help="state directory (default $ORCHESTRATOR_ROOT or /var/lib/orchestrator)")
+    parser.add_argument(
+        "--root", help="state directory (default $ORCHESTRATOR_ROOT or /var/lib/orchestrator)"
+    )
     parser.add_argument(
         "-f",
         "--file",

@@ -26,7 +26,7 @@ from typing import Any
 
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
-from runtime.monitor import Launched, LaunchOptions, spawn, wait_exit
+from runtime.monitor import LaunchOptions, spawn, wait_exit
 from runtime.spec import ContainerConfig, load_bundle
 
 

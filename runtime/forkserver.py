@@ -31,7 +31,14 @@ from typing import Any
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.linux import syscalls as sc
-from runtime.monitor import Launched, LaunchOptions, MonitorArgs, finish_launch, fork_monitor, prepare_directory
+from runtime.monitor import (
+    Launched,
+    LaunchOptions,
+    MonitorArgs,
+    finish_launch,
+    fork_monitor,
+    prepare_directory,
+)
 from runtime.spec import ContainerConfig, parse_config
 
 # The protocol version is in the name: a server of an older version is never spoken to.
@@ -225,11 +232,10 @@ def _preload() -> None:
     from runtime.cgroups import detect_version
 
     if detect_version("/sys/fs/cgroup") == 2:
-        import runtime.cgroups.v2  # noqa: F401
+        import runtime.cgroups.v2
     else:
-        import runtime.cgroups.v1  # noqa: F401
+        import runtime.cgroups.v1
     import runtime.users  # noqa: F401
-
 
 
 def _warm_up(root: Path, rounds: int = 30) -> None:
@@ -246,7 +252,9 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
 
     for _ in range(rounds):
         reader, writer = pipe_pair()
-        writer.send(pid=1, monitor_pid=2, record={"id": "warm", "annotations": {}, "created": "now"})
+        writer.send(
+            pid=1, monitor_pid=2, record={"id": "warm", "annotations": {}, "created": "now"}
+        )
         reader.receive()
         json.dumps({"id": "warm", "pid": 1, "annotations": {}})
         poller = select.poll()
@@ -260,7 +268,9 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
         writer.close()
         signal.signal(signal.SIGQUIT, signal.getsignal(signal.SIGQUIT))
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
-        write_json_atomic(scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"})
+        write_json_atomic(
+            scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"}
+        )
         listener = _listen(scratch)
         listener.close()
         os.unlink(scratch / "monitor.sock")
@@ -292,7 +302,10 @@ class ForkServerClient:
                     "directory": str(directory),
                     "options": {**options.__dict__, "cleanup_paths": list(options.cleanup_paths)},
                 }
-                payload = b"launch\n%s\n%s\n" % (json.dumps(request).encode(), json.dumps(config.raw).encode())
+                payload = b"launch\n%s\n%s\n" % (
+                    json.dumps(request).encode(),
+                    json.dumps(config.raw).encode(),
+                )
                 fds = [0, 1, 2] if options.inherit_stdio else []
                 sent = socket.send_fds(sock, [payload], fds) if fds else sock.send(payload)
                 if sent < len(payload):
@@ -346,7 +359,14 @@ class ForkServerClient:
         starter.wait()
 
 
-_PASSED_ON = ("PATH", "LANG", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_TRACE", "ORCHESTRATOR_FORKSERVER_IDLE", "ORCHESTRATOR_NO_POOL")
+_PASSED_ON = (
+    "PATH",
+    "LANG",
+    "ORCHESTRATOR_DEBUG",
+    "ORCHESTRATOR_TRACE",
+    "ORCHESTRATOR_FORKSERVER_IDLE",
+    "ORCHESTRATOR_NO_POOL",
+)
 
 
 def stop(root: Path, timeout: float = 5.0) -> None:

@@ -67,7 +67,9 @@ def run(
 
 
 # What a pre-made init has already entered: the set Docker gives a container by default.
-POOL_NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
+POOL_NAMESPACES = (
+    sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
+)
 
 
 def run_premade(to_setup: Channel, from_setup: Channel, stdio: tuple[int, int, int]) -> NoReturn:

@@ -101,30 +101,32 @@ def fork_monitor(
         # Everything inherited is left to the collector's permanent generation: a collection
         # would otherwise touch, and so copy, every page shared with the parent.
         gc.freeze()
-        status = 1
         for fd in close_in_child:
             os.close(fd)
         try:
             container_id, config, directory, options = arguments()
-            _monitor(container_id, config, directory, options, report, stdio)
-            status = 0
+            _monitor(container_id, config, directory, options, report, stdio)  # never returns
         except BaseException as exc:  # the caller hears of it through the report channel
             try:
                 report.send(error=init.describe(exc))
             except BaseException:
                 pass
         finally:
-            os._exit(status)
+            os._exit(1)
     return monitor_pid
 
 
-def spawn(container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions) -> Launched:
+def spawn(
+    container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions
+) -> Launched:
     """Fork the monitor from this process and wait until the container is created."""
     prepare_directory(container_id, directory, options)
     try:
         report_r, report_w = pipe_pair()
         stdio = (0, 1, 2) if options.inherit_stdio else None
-        monitor_pid = fork_monitor(lambda: (container_id, config, directory, options), report_w, stdio)
+        monitor_pid = fork_monitor(
+            lambda: (container_id, config, directory, options), report_w, stdio
+        )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -136,7 +138,9 @@ def spawn(container_id: str, config: ContainerConfig, directory: Path, options: 
     return finish_launch(directory, message, monitor_pid)
 
 
-def finish_launch(directory: Path, message: dict[str, Any] | None, monitor_pid: int | None) -> Launched:
+def finish_launch(
+    directory: Path, message: dict[str, Any] | None, monitor_pid: int | None
+) -> Launched:
     if not message or "pid" not in message:
         if monitor_pid:
             _reap(monitor_pid)
@@ -168,7 +172,9 @@ def _monitor(
     inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None  # before /dev/null takes 0-2
     devnull = become_monitor("orc-mon")
     outputs = Outputs()
-    init_stdio = (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
+    init_stdio = (
+        (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
+    )
     setup_pid, from_setup = fork_setup(
         lambda to_monitor: _setup(container_id, config, directory, options, to_monitor, init_stdio),
         close_in_child=(*outputs.ours(), report.fd),
@@ -214,7 +220,9 @@ class Outputs:
         os.close(self.err_w)
 
 
-def fork_setup(work: Callable[[Channel], None], close_in_child: tuple[int, ...]) -> tuple[int, Channel]:
+def fork_setup(
+    work: Callable[[Channel], None], close_in_child: tuple[int, ...]
+) -> tuple[int, Channel]:
     """Fork the short-lived setup child running ``work(to_monitor)``; it reports on the channel
     returned (an error message if ``work`` raises)."""
     from_setup, to_monitor = pipe_pair()
@@ -256,7 +264,9 @@ def adopt(
     if not message or "pid" not in message:
         # The setup child may have died, or lost the privilege to clean up (in a user namespace).
         cgroup.remove_all()
-        raise SetupError((message or {}).get("error") or "container setup failed: the setup process died")
+        raise SetupError(
+            (message or {}).get("error") or "container setup failed: the setup process died"
+        )
     pid = int(message["pid"])
     if "record" in message:
         try:
@@ -272,7 +282,11 @@ def adopt(
     report.close()
     for fd in close_after_report:
         os.close(fd)
-    log = LogWriter(options.log_path, options.log_max_size, options.log_max_files) if options.log_path else None
+    log = (
+        LogWriter(options.log_path, options.log_max_size, options.log_max_files)
+        if options.log_path
+        else None
+    )
     _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths)
 
 
@@ -288,7 +302,10 @@ class _CgroupHandle:
         if self._manager is None:
             o = self.options
             self._manager = open_manager(
-                self.container_id, root=o.cgroup_root, parent=o.cgroup_parent, version=o.cgroup_version
+                self.container_id,
+                root=o.cgroup_root,
+                parent=o.cgroup_parent,
+                version=o.cgroup_version,
             )
         return self._manager
 
@@ -435,7 +452,10 @@ def _enter_user_namespace(config: ContainerConfig) -> None:
         try:
             os.close(ready_w)
             if os.read(ready_r, 1) == b"1":
-                for name, mappings in (("uid_map", config.uid_mappings), ("gid_map", config.gid_mappings)):
+                for name, mappings in (
+                    ("uid_map", config.uid_mappings),
+                    ("gid_map", config.gid_mappings),
+                ):
                     lines = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
                     with open(f"/proc/{target}/{name}", "w") as f:
                         f.write(lines)
@@ -460,7 +480,9 @@ def _enter_user_namespace(config: ContainerConfig) -> None:
     os.setresuid(0, 0, 0)
 
 
-def _stage_host_paths(config: ContainerConfig, fifo: str | None) -> tuple[ContainerConfig, str | None]:
+def _stage_host_paths(
+    config: ContainerConfig, fifo: str | None
+) -> tuple[ContainerConfig, str | None]:
     """Make every host path the container needs reachable from inside its user namespace.
 
     Root of a user namespace is an unprivileged uid on the host: it may not traverse the state
@@ -481,7 +503,9 @@ def _stage_host_paths(config: ContainerConfig, fifo: str | None) -> tuple[Contai
         # overlay wants upperdir and workdir on one mount: stage their common parent.
         layer_parent = os.path.dirname(config.overlay.upperdir)
         if os.path.dirname(config.overlay.workdir) != layer_parent:
-            raise SetupError("with a user namespace, upperdir and workdir must share a parent directory")
+            raise SetupError(
+                "with a user namespace, upperdir and workdir must share a parent directory"
+            )
         wanted += [*config.overlay.lowerdirs, layer_parent]
     wanted += [m.source for m in config.mounts if m.is_bind]
     if fifo:
@@ -507,8 +531,12 @@ def _stage_host_paths(config: ContainerConfig, fifo: str | None) -> tuple[Contai
             f"{parent}/{os.path.basename(overlay.upperdir)}",
             f"{parent}/{os.path.basename(overlay.workdir)}",
         )
-    mounts = tuple(dataclasses.replace(m, source=staged[m.source]) if m.is_bind else m for m in config.mounts)
-    staged_config = dataclasses.replace(config, root_path=Path(staged[str(config.root_path)]), overlay=overlay, mounts=mounts)
+    mounts = tuple(
+        dataclasses.replace(m, source=staged[m.source]) if m.is_bind else m for m in config.mounts
+    )
+    staged_config = dataclasses.replace(
+        config, root_path=Path(staged[str(config.root_path)]), overlay=overlay, mounts=mounts
+    )
     return staged_config, staged[fifo] if fifo else None
 
 

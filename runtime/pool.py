@@ -30,6 +30,7 @@ from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import LaunchOptions, Outputs
 from runtime.spec import ContainerConfig
+from runtime.state import write_json_atomic
 from runtime.trace import mark
 
 POOL_PREFIX = "_pool-"
@@ -86,7 +87,9 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
     outputs = Outputs()
     to_setup_r, to_setup = pipe_pair()
     setup_pid, from_setup = monitor.fork_setup(
-        lambda to_monitor: _premade_setup(pool_name, cgroup_root, cgroup_parent, to_setup_r, to_monitor, outputs.for_init(devnull)),
+        lambda to_monitor: _premade_setup(
+            pool_name, cgroup_root, cgroup_parent, to_setup_r, to_monitor, outputs.for_init(devnull)
+        ),
         close_in_child=(*outputs.ours(), to_setup.fd, control.fileno()),
     )
     to_setup_r.close()
@@ -116,16 +119,32 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
                 os.close(fd)
             outputs = Outputs()  # the shell's pipes went to the pre-made init, now gone
             setup_pid, from_setup = monitor.fork_setup(
-                lambda to_monitor: monitor._setup(container_id, source, directory, options, to_monitor, outputs.for_init(devnull)),
+                lambda to_monitor: monitor._setup(
+                    container_id, source, directory, options, to_monitor, outputs.for_init(devnull)
+                ),
                 close_in_child=(*outputs.ours(), report.fd),
             )
             outputs.close_theirs()
             monitor.adopt(
-                container_id, directory, options, report, setup_pid, from_setup, outputs, (control.fileno(),)
+                container_id,
+                directory,
+                options,
+                report,
+                setup_pid,
+                from_setup,
+                outputs,
+                (control.fileno(),),
             )
         to_setup.close()
         monitor.adopt(
-            container_id, directory, options, report, setup_pid, _Replay(message, from_setup), outputs, (control.fileno(),)
+            container_id,
+            directory,
+            options,
+            report,
+            setup_pid,
+            _Replay(message, from_setup),
+            outputs,
+            (control.fileno(),),
         )
     except BaseException as exc:
         try:
@@ -218,7 +237,7 @@ def _premade_setup(
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
         record = monitor.state_record(container_id, config, options, pid, cgroup)
-        monitor.write_json_atomic(directory / "state.json", record)
+        write_json_atomic(directory / "state.json", record)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
@@ -232,13 +251,17 @@ def _unfit(config: ContainerConfig, options: LaunchOptions, container_id: str) -
         return "namespaces differ from the default set"
     if options.inherit_stdio:
         return "inherits stdio"
-    taken = open_manager(container_id, root=options.cgroup_root, parent=options.cgroup_parent, version=1)
+    taken = open_manager(
+        container_id, root=options.cgroup_root, parent=options.cgroup_parent, version=1
+    )
     if taken.exists():
         return "a cgroup of that name exists"
     return None
 
 
-def _abandon(setup_pid: int, to_setup: Channel, from_setup: Channel, pool_name: str, root: str, parent: str) -> NoReturn:
+def _abandon(
+    setup_pid: int, to_setup: Channel, from_setup: Channel, pool_name: str, root: str, parent: str
+) -> NoReturn:
     to_setup.close()  # the setup child sees the end, and exits; its init (PID 1) dies with it
     from_setup.close()
     _reap_all()
@@ -262,5 +285,3 @@ def _destroy(pool_name: str, root: str, parent: str) -> None:
             manager.destroy()
     except Exception:
         pass
-
-

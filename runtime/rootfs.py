@@ -161,7 +161,13 @@ def _mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
             # cgroup v1 hierarchies cannot be mounted from a user namespace: an empty,
             # read-only /sys/fs/cgroup stands in (cgroup2 could be, not done yet).
             with opened(ensure_dir(rootfd, m.destination)) as fd:
-                sc.mount("tmpfs", fd_path(fd), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY, "size=0")
+                sc.mount(
+                    "tmpfs",
+                    fd_path(fd),
+                    "tmpfs",
+                    sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY,
+                    "size=0",
+                )
             return
         _mount_cgroup(rootfd, m)
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import select
 import sys
 from typing import Any
@@ -175,7 +174,8 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _read_env_file(path: str) -> list[str]:
     try:
-        lines = open(path).read().splitlines()
+        with open(path) as f:
+            lines = f.read().splitlines()
     except OSError as exc:
         raise UserError(f"--env-file {path}: {exc.strerror}") from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
@@ -201,7 +201,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _attach(containers, container, waiter, remove=args.rm)
 
 
-def _attach(containers: Any, container: Any, sock: Any, remove: bool = False, offset: int = 0) -> int:
+def _attach(
+    containers: Any, container: Any, sock: Any, remove: bool = False, offset: int = 0
+) -> int:
     """Stream the container's log to our stdout/stderr until it exits; return its exit code.
 
     ``sock`` was connected to the monitor before the start, so no exit goes unheard."""
@@ -231,7 +233,7 @@ def _attach(containers: Any, container: Any, sock: Any, remove: bool = False, of
     if remove:
         containers.runtime.wait_monitor_gone(current)
     else:
-        result = containers.wait(container) if not result else result
+        result = result or containers.wait(container)
     reader.pump()
     reader.close()
     code = result.get("exit_code")

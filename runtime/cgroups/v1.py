@@ -277,7 +277,9 @@ class V1Manager(Manager):
             for old, new in reversed(done):
                 with contextlib.suppress(OSError):
                     os.rename(new, old)
-            raise SetupError(f"cannot rename cgroup {self.path} to {renamed.path}: {_files.why(exc)}") from exc
+            raise SetupError(
+                f"cannot rename cgroup {self.path} to {renamed.path}: {_files.why(exc)}"
+            ) from exc
         return renamed
 
     def exists(self) -> bool:

@@ -134,7 +134,8 @@ def mount(
     data: str | bytes | None = None,
 ) -> None:
     res = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
-    _check(res, "mount", f"{fstype or 'bind'} on {os.fsdecode(target)}")
+    kind = os.fsdecode(fstype) if fstype else "bind"
+    _check(res, "mount", f"{kind} on {os.fsdecode(target)}")
 
 
 def umount2(target: str | bytes, flags: int = 0) -> None:

@@ -25,7 +25,9 @@ def orc(state_root: Path, busybox_tar: Path) -> Orc:
     """Run the orchestrator CLI against this test's state root, with busybox imported."""
     env = dict(os.environ, ORCHESTRATOR_ROOT=str(state_root))
 
-    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "orchestrator", *args],
             capture_output=True,
@@ -36,7 +38,9 @@ def orc(state_root: Path, busybox_tar: Path) -> Orc:
             stdin=subprocess.DEVNULL,
         )
         if check and done.returncode != 0:
-            raise AssertionError(f"orchestrator {' '.join(args)} exited {done.returncode}: {done.stderr}")
+            raise AssertionError(
+                f"orchestrator {' '.join(args)} exited {done.returncode}: {done.stderr}"
+            )
         return done
 
     run("image", "import", str(busybox_tar), "busybox")

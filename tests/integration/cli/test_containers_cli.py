@@ -22,7 +22,9 @@ def test_run_prints_output_and_returns_the_exit_code(orc: Orc) -> None:
 
 
 def test_detached_container_outlives_the_cli(orc: Orc) -> None:
-    cid = orc("run", "-d", "--name", "bg", "busybox", "sh", "-c", "echo hi; sleep 30").stdout.strip()
+    cid = orc(
+        "run", "-d", "--name", "bg", "busybox", "sh", "-c", "echo hi; sleep 30"
+    ).stdout.strip()
     assert len(cid) == 64
     rows = json.loads(orc("ps", "--format", "json").stdout)
     assert [r["name"] for r in rows] == ["bg"]
@@ -55,7 +57,18 @@ def test_create_start_restart_and_persistent_writable_layer(orc: Orc) -> None:
 
 
 def test_memory_limit_oom_shows_in_ps(orc: Orc) -> None:
-    done = orc("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done", check=False)
+    done = orc(
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaa; while true; do x=$x$x; done",
+        check=False,
+    )
     assert done.returncode == 137
     row = json.loads(orc("ps", "-a", "--format", "json").stdout)[0]
     assert row["oom_killed"] is True and row["exit_code"] == 137
@@ -64,14 +77,39 @@ def test_memory_limit_oom_shows_in_ps(orc: Orc) -> None:
 def test_limits_user_workdir_env_hostname(orc: Orc) -> None:
     script = "id -u; pwd; echo $GREETING; hostname; cat /sys/fs/cgroup/pids/pids.max; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
     done = orc(
-        "run", "--rm", "--user", "nobody", "--workdir", "/tmp", "-e", "GREETING=hello",
-        "--hostname", "web1", "--pids-limit", "50", "--cpus", "0.5", "busybox", "sh", "-c", script,
+        "run",
+        "--rm",
+        "--user",
+        "nobody",
+        "--workdir",
+        "/tmp",
+        "-e",
+        "GREETING=hello",
+        "--hostname",
+        "web1",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        script,
     )
     assert done.stdout.split() == ["65534", "/tmp", "hello", "web1", "50", "50000"]
 
 
 def test_kill_with_signal_and_rm_force(orc: Orc) -> None:
-    orc("run", "-d", "--name", "killme", "busybox", "sh", "-c", "trap 'exit 12' USR1; while true; do sleep 0.05; done")
+    orc(
+        "run",
+        "-d",
+        "--name",
+        "killme",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 12' USR1; while true; do sleep 0.05; done",
+    )
     time.sleep(0.3)
     orc("kill", "-s", "USR1", "killme")
     assert orc("wait", "killme").stdout.strip() == "12"

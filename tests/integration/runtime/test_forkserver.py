@@ -14,7 +14,9 @@ from tests.busybox import bundle
 pytestmark = pytest.mark.root
 
 
-def test_fork_server_launches_and_containers_outlive_it(state_root: Path, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_fork_server_launches_and_containers_outlive_it(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
     root = state_root / "runtime"
     rt = Runtime(root, fork_server=True)
     b = bundle(tmp_path / "b", ["sh", "-c", "sleep 0.5; exit 9"], lower=busybox_rootfs)
@@ -33,7 +35,9 @@ def test_fork_server_launches_and_containers_outlive_it(state_root: Path, tmp_pa
     rt.delete("again")
 
 
-def test_fork_server_reports_setup_errors(state_root: Path, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_fork_server_reports_setup_errors(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
     from runtime.errors import SetupError
 
     rt = Runtime(state_root / "runtime", fork_server=True)
@@ -43,7 +47,9 @@ def test_fork_server_reports_setup_errors(state_root: Path, tmp_path: Path, busy
     assert not (state_root / "runtime" / "bad").exists()
 
 
-def test_fork_server_create_then_start(state_root: Path, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_fork_server_create_then_start(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
     rt = Runtime(state_root / "runtime", fork_server=True)
     b = bundle(tmp_path / "b", ["sh", "-c", "exit 4"], lower=busybox_rootfs)
     assert rt.create("two-step", b).status == "created"
@@ -56,7 +62,11 @@ def test_fork_server_create_then_start(state_root: Path, tmp_path: Path, busybox
 
 def _pool_cgroups() -> set[str]:
     parent = Path("/sys/fs/cgroup/pids/orchestrator")
-    return {p.name for p in parent.iterdir() if p.name.startswith("_pool-")} if parent.is_dir() else set()
+    return (
+        {p.name for p in parent.iterdir() if p.name.startswith("_pool-")}
+        if parent.is_dir()
+        else set()
+    )
 
 
 def test_pool_serves_default_containers_and_falls_back_for_others(
@@ -65,7 +75,9 @@ def test_pool_serves_default_containers_and_falls_back_for_others(
     root = state_root / "runtime"
     rt = Runtime(root, fork_server=True)
     before = _pool_cgroups()
-    b = bundle(tmp_path / "b", ["sh", "-c", "cat /proc/self/cgroup | grep pids"], lower=busybox_rootfs)
+    b = bundle(
+        tmp_path / "b", ["sh", "-c", "cat /proc/self/cgroup | grep pids"], lower=busybox_rootfs
+    )
     rt.run("warm", b)  # starts the server, which then makes a pre-made container
     rt.wait("warm", timeout=10)
     rt.delete("warm")
@@ -99,14 +111,18 @@ def test_pool_serves_default_containers_and_falls_back_for_others(
     assert _pool_cgroups() - before == set()  # stopping the server removes its pre-made container
 
 
-def test_user_namespace_through_the_fork_server(state_root: Path, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_user_namespace_through_the_fork_server(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
     rt = Runtime(state_root / "runtime", fork_server=True)
     mapping = [{"containerID": 0, "hostID": 300000, "size": 65536}]
     b = bundle(
         tmp_path / "b",
         ["sh", "-c", "cat /proc/self/uid_map"],
         lower=busybox_rootfs,
-        linux__namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "network", "cgroup", "user")],
+        linux__namespaces=[
+            {"type": t} for t in ("pid", "ipc", "uts", "mount", "network", "cgroup", "user")
+        ],
         linux__uidMappings=mapping,
         linux__gidMappings=mapping,
     )

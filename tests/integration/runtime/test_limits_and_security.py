@@ -14,13 +14,19 @@ from tests.busybox import bundle
 pytestmark = pytest.mark.root
 
 
-def run(rt: Any, tmp_path: Path, rootfs: Path, args: list[str], name: str = "c", **changes: Any) -> tuple[dict[str, Any], str]:
+def run(
+    rt: Any, tmp_path: Path, rootfs: Path, args: list[str], name: str = "c", **changes: Any
+) -> tuple[dict[str, Any], str]:
     b = bundle(tmp_path / name, args, lower=rootfs, **changes)
     log = tmp_path / f"{name}.log"
     rt.run(name, b, log_path=str(log))
     result = rt.wait(name, timeout=60)
     rt.delete(name)
-    text = "".join(json.loads(line)["log"] for line in log.read_text().splitlines()) if log.exists() else ""
+    text = (
+        "".join(json.loads(line)["log"] for line in log.read_text().splitlines())
+        if log.exists()
+        else ""
+    )
     return result, text
 
 
@@ -41,7 +47,9 @@ def test_pids_limit_contains_a_fork_bomb(rt: Any, tmp_path: Path, busybox_rootfs
         "read c < /sys/fs/cgroup/pids/pids.current; read m < /sys/fs/cgroup/pids/pids.max; "
         "read f < /sys/fs/cgroup/pids/pids.events; echo $c $m $f"
     )
-    result, out = run(rt, tmp_path, busybox_rootfs, ["sh", "-c", script], linux__resources={"pids": {"limit": 20}})
+    _, out = run(
+        rt, tmp_path, busybox_rootfs, ["sh", "-c", script], linux__resources={"pids": {"limit": 20}}
+    )
     current, maximum, _, failures = out.split()
     assert maximum == "20"
     assert int(current) <= 20
@@ -53,7 +61,9 @@ def test_cpu_quota_slows_a_busy_loop(rt: Any, tmp_path: Path, busybox_rootfs: Pa
 
     def timed(name: str, resources: dict[str, Any]) -> float:
         started = time.monotonic()
-        result, _ = run(rt, tmp_path, busybox_rootfs, ["sh", "-c", loop], name=name, linux__resources=resources)
+        result, _ = run(
+            rt, tmp_path, busybox_rootfs, ["sh", "-c", loop], name=name, linux__resources=resources
+        )
         assert result["exit_code"] == 0
         return time.monotonic() - started
 
@@ -72,6 +82,7 @@ def test_default_capabilities_and_masks(rt: Any, tmp_path: Path, busybox_rootfs:
         "mknod /tmp/sda b 8 0 && (head -c1 /tmp/sda >/dev/null 2>&1 && echo disk-read || echo disk-denied)"
     )
     result, out = run(rt, tmp_path, busybox_rootfs, ["sh", "-c", script])
+    assert result["exit_code"] == 0
     lines = out.split("\n")
     assert lines[0] == "mount-denied"
     # /proc/kcore (absent from this kernel), timer_list and keys read as /dev/null
@@ -93,6 +104,7 @@ def test_named_non_root_user_from_the_image(rt: Any, tmp_path: Path, busybox_roo
         annotations={"org.orchestrator.user": "app"},
         process__cwd="/home/app",
     )
+    assert result["exit_code"] == 0
     lines = out.split("\n")
     assert lines[0] == "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)"
     assert lines[1] == "/home/app"
@@ -104,13 +116,18 @@ def test_numeric_user_and_group(rt: Any, tmp_path: Path, busybox_rootfs: Path) -
     result, out = run(
         rt, tmp_path, busybox_rootfs, ["id"], annotations={"org.orchestrator.user": "4242:nogroup"}
     )
+    assert result["exit_code"] == 0
     assert out.strip() == "uid=4242 gid=65534(nogroup) groups=65534(nogroup)"
 
 
-def test_unknown_user_is_a_clear_error(rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path) -> None:
+def test_unknown_user_is_a_clear_error(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path
+) -> None:
     from runtime.errors import SetupError
 
-    b = bundle(tmp_path / "b", ["id"], lower=busybox_rootfs, annotations={"org.orchestrator.user": "ghost"})
+    b = bundle(
+        tmp_path / "b", ["id"], lower=busybox_rootfs, annotations={"org.orchestrator.user": "ghost"}
+    )
     with pytest.raises(SetupError, match="unable to find user ghost"):
         rt.run("ghost", b)
     assert not (state_root / "runtime" / "ghost").exists()
@@ -125,12 +142,15 @@ def test_rlimits_and_no_new_privileges(rt: Any, tmp_path: Path, busybox_rootfs: 
         process__rlimits=[{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}],
         process__noNewPrivileges=True,
     )
+    assert result["exit_code"] == 0
     lines = out.split("\n")
     assert lines[0] == "512"
     assert lines[1].split() == ["NoNewPrivs:", "1"]
 
 
-def test_raising_a_hard_limit_says_why_it_cannot(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_raising_a_hard_limit_says_why_it_cannot(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path
+) -> None:
     from runtime.errors import SetupError
 
     b = bundle(
@@ -144,7 +164,11 @@ def test_raising_a_hard_limit_says_why_it_cannot(rt: Any, tmp_path: Path, busybo
 
 
 def test_usage_stats(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
-    b = bundle(tmp_path / "b", ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 30"], lower=busybox_rootfs)
+    b = bundle(
+        tmp_path / "b",
+        ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 30"],
+        lower=busybox_rootfs,
+    )
     rt.run("busy", b)
     time.sleep(0.5)
     stats = rt.stats("busy")

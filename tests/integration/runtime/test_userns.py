@@ -32,7 +32,14 @@ def test_root_inside_is_unprivileged_outside(rt: Any, tmp_path: Path, busybox_ro
         linux__gidMappings=MAP,
     )
     spec = json.loads((b / "config.json").read_text())
-    spec["mounts"].append({"destination": "/secret", "type": "bind", "source": str(secret), "options": ["rbind", "ro"]})
+    spec["mounts"].append(
+        {
+            "destination": "/secret",
+            "type": "bind",
+            "source": str(secret),
+            "options": ["rbind", "ro"],
+        }
+    )
     (b / "config.json").write_text(json.dumps(spec))
     log = tmp_path / "log"
     state = rt.run("userns", b, log_path=str(log))
