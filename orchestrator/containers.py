@@ -66,6 +66,8 @@ class ContainerOptions:
     labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str | None = None
     stop_timeout: float = 10.0
+    tty: bool = False
+    interactive: bool = False
     log_max_size: int = 10 * 1024 * 1024
     log_max_files: int = 3
 
@@ -245,6 +247,9 @@ class Containers:
         for key in ("bounding", "effective", "permitted"):
             spec["process"]["capabilities"][key] = capability_list
         spec["process"]["noNewPrivileges"] = options.no_new_privileges
+        spec["process"]["terminal"] = options.tty
+        if options.tty:
+            spec["process"]["env"].append("TERM=xterm")
         spec["linux"]["resources"].update(_resources(options))
         lowers = [str(p) for p in store.layer_dirs(image)]
         if not lowers:
@@ -276,9 +281,12 @@ class Containers:
 
     # lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, container: Container, attach: bool = False) -> Any:
+    def start(
+        self, container: Container, attach: bool = False, terminal: tuple[int, int] | None = None
+    ) -> Any:
         """Start the container; with ``attach``, return a socket connected before the start,
-        on which its exit record arrives (however quickly it exits)."""
+        on which its exit record arrives (however quickly it exits). With ``terminal`` (rows,
+        columns) also join its terminal: returns (waiter, terminal socket)."""
         try:
             current = self.runtime.state(container.id)
         except NotFound:
@@ -301,8 +309,9 @@ class Containers:
         if not attach:
             return None
         waiter = self.runtime.connect_waiter(container.id)
+        console = self.runtime.attach(container.id, *terminal) if terminal and options.tty else None
         self.runtime.start(container.id)
-        return waiter
+        return (waiter, console) if terminal else waiter
 
     def status(self, container: Container) -> dict[str, Any]:
         info: dict[str, Any] = {

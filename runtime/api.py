@@ -78,6 +78,7 @@ class Runtime:
         log_max_files: int = 3,
         inherit_stdio: bool = False,
         cleanup_paths: tuple[str, ...] = (),
+        console_socket: str | None = None,
     ) -> st.ContainerState:
         st.validate_id(container_id)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,7 @@ class Runtime:
             cgroup_version=self.cgroup_version,
             inherit_stdio=inherit_stdio,
             cleanup_paths=cleanup_paths,
+            console_socket=console_socket,
         )
         directory = self.root / container_id
         if self.fork_server:
@@ -165,6 +167,17 @@ class Runtime:
             pass
         finally:
             os.close(pidfd)
+
+    def attach(self, container_id: str, rows: int = 24, columns: int = 80) -> Any:
+        """A socket joined to the container's terminal: what it reads is the terminal's output,
+        what it sends is typed in. It closes when the container ends."""
+        from runtime.monitor import connect_waiter
+
+        sock = connect_waiter(self.state(container_id).directory)
+        if sock is None:
+            raise StateError(container_id, "stopped", "attach to")
+        sock.sendall(f"attach {rows} {columns}\n".encode())
+        return sock
 
     def connect_waiter(self, container_id: str) -> Any:
         """A socket that receives the exit record (one JSON line) when the container ends."""

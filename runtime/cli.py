@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{name} a container from a bundle")
         p.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
         p.add_argument("--pid-file", help="write the container's pid here")
-        p.add_argument("--console-socket", help="not supported: terminals are not implemented yet")
+        p.add_argument(
+            "--console-socket",
+            help="with process.terminal: send the terminal's master to this unix socket",
+        )
         p.add_argument("--log-path", help="send the container's output to this JSON log")
         if name == "run":
             p.add_argument(
@@ -92,21 +95,37 @@ def run_command(args: argparse.Namespace) -> int:
     rt = Runtime(args.root or default_root())
     command = args.command
     if command in ("create", "run"):
-        if args.console_socket:
-            raise Error("--console-socket: terminals are not supported yet")
+        from runtime.spec import load_bundle
+
+        terminal = load_bundle(args.bundle).terminal
         options = {
             "pid_file": args.pid_file,
             "log_path": args.log_path,
-            "inherit_stdio": not args.log_path,
+            "inherit_stdio": not args.log_path and not terminal,
+            "console_socket": args.console_socket,
         }
-        if command == "create":
-            rt.create(args.id, args.bundle, **options)
+        if command == "create" or args.detach:
+            (rt.create if command == "create" else rt.run)(args.id, args.bundle, **options)
             return 0
-        rt.run(args.id, args.bundle, **options)
-        if args.detach:
-            return 0
+        if not terminal or args.console_socket:
+            rt.run(args.id, args.bundle, **options)
+            try:
+                result = rt.wait(args.id) or {}
+            finally:
+                rt.delete(args.id, force=True)
+            return int(result.get("exit_code") or 0)
+        # In the foreground with a terminal: ours is joined to the container's, as runc does.
+        from runtime.attach import relay, window_size
+
+        rt.create(args.id, args.bundle, **options)
         try:
+            waiter = rt.connect_waiter(args.id)
+            sock = rt.attach(args.id, *window_size())
+            rt.start(args.id)
+            relay(sock, interactive=True)
             result = rt.wait(args.id) or {}
+            waiter.close()
+            sock.close()
         finally:
             rt.delete(args.id, force=True)
         return int(result.get("exit_code") or 0)

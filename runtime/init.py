@@ -11,8 +11,11 @@ container's log) with exit status 127 (not found) or 126 (not executable), as sh
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import resource
 import stat
+import termios
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -102,34 +105,49 @@ def _start(
     from_monitor: Channel,
     stdio: tuple[int, int, int],
 ) -> NoReturn:
-    to_monitor.send(ready=True)
+    if ready.console:
+        master, slave = ready.console
+        to_monitor.send(ready=True, fds=(master,))  # the monitor keeps the master side
+        os.close(master)
+        stdio = (slave, slave, slave)
+    else:
+        to_monitor.send(ready=True)
     to_monitor.close()
     from_monitor.close()
     try:
         if ready.fifo_fd is not None:
             _wait_for_start(ready.fifo_fd)
-        _become_user(config, ready)
-        _reset_signals()
+        # stdio first: from here on an error reaches the container's log or terminal
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target, inheritable=True)
+        if ready.console:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes our controlling one
+        _become_user(config, ready)
+        _reset_signals()
         mark("exec")
         os.closerange(3, 1 << 20)
         os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
     except OSError as exc:
         _die(f"exec {config.args[0]}: {exc.strerror}", 126 if exc.errno == errno.EACCES else 127)
     except Exception as exc:
-        _die(f"container start: {exc}", 127)
+        _die(f"container start: {exc!r}", 127)
 
 
 class Ready:
     def __init__(
-        self, executable: str, env: list[str], user: users.ResolvedUser, fifo_fd: int | None
+        self,
+        executable: str,
+        env: list[str],
+        user: users.ResolvedUser,
+        fifo_fd: int | None,
+        console: tuple[int, int] | None = None,
     ):
         self.executable = executable
         self.env = env
         self.user = user
         self.fifo_fd = fifo_fd
+        self.console = console  # (master, slave) of the container's terminal
 
 
 def prepare(
@@ -164,7 +182,22 @@ def prepare(
     executable = find_executable(config.args[0], env)
     apply_limits(config)
     check_capabilities(config)
-    return Ready(executable, env, user, fifo_fd)
+    console = open_console(user) if config.terminal else None
+    return Ready(executable, env, user, fifo_fd, console)
+
+
+def open_console(user: users.ResolvedUser) -> tuple[int, int]:
+    """A terminal from the container's own devpts (opened after pivot_root, so /dev/ptmx is
+    the container's), its slave owned by the container's user, as Docker does."""
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        raise SetupError(
+            f"process.terminal: cannot open a terminal in the container: {exc.strerror}"
+        ) from None
+    os.fchown(slave, user.uid, user.gid)
+    os.set_inheritable(master, False)
+    return master, slave
 
 
 def enter_namespaces(config: ContainerConfig) -> None:
@@ -253,8 +286,6 @@ def find_executable(name: str, env: list[str]) -> str:
 
 
 def apply_limits(config: ContainerConfig) -> None:
-    import resource
-
     for limit in config.rlimits:
         soft = resource.RLIM_INFINITY if limit.soft >= 2**63 else limit.soft
         hard = resource.RLIM_INFINITY if limit.hard >= 2**63 else limit.hard

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from runtime import init
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
-from runtime.channel import Channel, pipe_pair
+from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import AlreadyExists, SetupError
 from runtime.linux import syscalls as sc
 from runtime.logs import LogWriter, timestamp
@@ -48,6 +48,7 @@ class LaunchOptions:
     cgroup_version: int | None = None  # detected once by the caller, not in every monitor
     inherit_stdio: bool = False  # the container writes to our stdio instead of the log
     cleanup_paths: tuple[str, ...] = ()  # removed with the container's state once it ends (--rm)
+    console_socket: str | None = None  # where to send the terminal's master (OCI --console-socket)
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def fork_setup(
 ) -> tuple[int, Channel]:
     """Fork the short-lived setup child running ``work(to_monitor)``; it reports on the channel
     returned (an error message if ``work`` raises)."""
-    from_setup, to_monitor = pipe_pair()
+    from_setup, to_monitor = socket_pair()
     setup_pid = os.fork()
     if setup_pid == 0:
         try:
@@ -258,6 +259,7 @@ def adopt(
     ``close_after_report`` are closed once the caller knows (the pool's server waits for it)."""
     listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
+    console = next(iter(from_setup.take_fds()), None)  # the terminal's master, if any
     from_setup.close()
     _reap(setup_pid)
     cgroup = _CgroupHandle(container_id, options)
@@ -277,6 +279,16 @@ def adopt(
             _reap(pid)
             cgroup.remove_all()
             raise
+    if console is not None and options.console_socket:
+        try:
+            send_console(options.console_socket, console)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+            cgroup.remove_all()
+            raise
+        os.close(console)
+        console = None
     mark("reported")
     report.send(pid=pid, monitor_pid=os.getpid())
     report.close()
@@ -287,7 +299,7 @@ def adopt(
         if options.log_path
         else None
     )
-    _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths)
+    _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths, console)
 
 
 class _CgroupHandle:
@@ -354,7 +366,7 @@ def _setup(
     )
     pid = 0
     try:
-        from_init, to_setup = pipe_pair()
+        from_init, to_setup = socket_pair()
         from_setup, to_init = pipe_pair()
         fifo = str(directory / "exec.fifo") if options.create_only else None
         new_userns = config.clone_flags & sc.CLONE_NEWUSER
@@ -407,10 +419,13 @@ def _setup(
             _reap(pid)
         _destroy_quietly(cgroup)
         raise
+    console = tuple(from_init.take_fds())  # the terminal's master, when one was asked for
     if new_userns:
-        to_monitor.send(pid=pid, record=record)
+        to_monitor.send(pid=pid, record=record, fds=console)
     else:
-        to_monitor.send(pid=pid)
+        to_monitor.send(pid=pid, fds=console)
+    for fd in console:
+        os.close(fd)
 
 
 def state_record(
@@ -572,19 +587,28 @@ def _watch(
     outputs: tuple[int, int],
     listener: socket.socket,
     cleanup_paths: tuple[str, ...],
+    console: int | None = None,
 ) -> NoReturn:
-    """Copy output to the log, queue waiters, and notice the init's end through a pidfd (no
-    signal handler: the less machinery the monitor runs, the less memory it copies)."""
+    """Copy output to the log, serve waiters and attached clients, and notice the init's end
+    through a pidfd (no signal handler: the less machinery the monitor runs, the less memory
+    it copies).
+
+    A client on monitor.sock that sends nothing is a waiter: it gets the exit record, one JSON
+    line, when the container ends. One that sends ``attach ROWS COLS\n`` gets the terminal's
+    output as it comes, and what it sends goes to the terminal's input."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
-    for fd in outputs:
+    if console is not None:
+        streams[console] = "stdout"  # a terminal merges both, as in Docker
+    for fd in streams:
         os.set_blocking(fd, False)
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
     listen_fd = listener.fileno()
     poller.register(listen_fd, select.POLLIN)
-    waiters: list[socket.socket] = []
+    clients: dict[int, socket.socket] = {}
+    attached: set[int] = set()
     status: int | None = None
 
     def drain(fd: int) -> None:
@@ -594,7 +618,7 @@ def _watch(
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data = b""  # EIO: a terminal whose last user has gone
             if not data:
                 poller.unregister(fd)
                 os.close(fd)
@@ -602,13 +626,58 @@ def _watch(
                 return
             if log:
                 log.write(streams[fd], data)
+            if fd == console:
+                for client in list(attached):
+                    try:
+                        clients[client].sendall(data)
+                    except OSError:
+                        drop(client)
+
+    reading: set[int] = set()
+
+    def drop(fd: int) -> None:
+        attached.discard(fd)
+        if fd in reading:
+            reading.discard(fd)
+            poller.unregister(fd)
+        clients.pop(fd).close()
+
+    def from_client(fd: int) -> None:
+        try:
+            data = clients[fd].recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            if fd in attached:  # its input ended; its output goes on until the container's end
+                reading.discard(fd)
+                poller.unregister(fd)
+            else:
+                drop(fd)
+            return
+        if fd not in attached:
+            line, _, data = data.partition(b"\n")
+            words = line.split()
+            if console is None or not words or words[0] != b"attach":
+                drop(fd)
+                return
+            attached.add(fd)
+            if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
+                _set_window(console, int(words[1]), int(words[2]))
+        if data and console is not None:
+            try:
+                os.write(console, data)
+            except OSError:
+                pass
 
     while status is None:
         for fd, _ in poller.poll():
             if fd == listen_fd:
                 try:
                     conn, _ = listener.accept()
-                    waiters.append(conn)
+                    conn.settimeout(2.0)
+                    clients[conn.fileno()] = conn
+                    reading.add(conn.fileno())
+                    poller.register(conn.fileno(), select.POLLIN)
                 except OSError:
                     pass
             elif fd == pidfd:
@@ -616,6 +685,8 @@ def _watch(
                 status = _reap_children(pid)
             elif fd in streams:
                 drain(fd)
+            elif fd in clients:
+                from_client(fd)
         if status is None and not streams:
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)
@@ -623,7 +694,32 @@ def _watch(
         drain(fd)
     if log:
         log.close()
-    _finish(directory, status, cgroup, waiters, listener, cleanup_paths)
+    for fd in list(attached):
+        drop(fd)  # an attached client sees the end of its stream; waiters get the exit record
+    _finish(directory, status, cgroup, list(clients.values()), listener, cleanup_paths)
+
+
+def _set_window(console: int, rows: int, columns: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        fcntl.ioctl(console, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    except OSError:
+        pass
+
+
+def send_console(path: str, master: int) -> None:
+    """Hand the terminal's master to ``path`` (runc's --console-socket protocol)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+        socket.send_fds(sock, [b"console"], [master])
+    except OSError as exc:
+        raise SetupError(f"--console-socket {path}: {exc.strerror}") from None
+    finally:
+        sock.close()
 
 
 def _reap_children(init_pid: int) -> int | None:

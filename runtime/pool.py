@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from runtime import init, monitor
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
-from runtime.channel import Channel, pipe_pair
+from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import LaunchOptions, Outputs
@@ -157,7 +157,8 @@ class _Replay(Channel):
     """A channel whose first message was already read."""
 
     def __init__(self, first: dict[str, Any] | None, rest: Channel) -> None:
-        super().__init__(rest.fd)
+        super().__init__(rest.fd, rest.is_socket)
+        self._fds = rest.take_fds()
         self.first: dict[str, Any] | None = first
         self.replayed = False
 
@@ -188,7 +189,7 @@ def _premade_setup(
     try:
         cgroup.add_process(os.getpid())  # the grace period, paid before anyone waits for it
         sc.unshare(sc.CLONE_NEWPID)
-        from_init, to_setup = pipe_pair()
+        from_init, to_setup = socket_pair()
         from_setup, to_init = pipe_pair()
         pid = os.fork()
         if pid == 0:
@@ -243,7 +244,10 @@ def _premade_setup(
             os.kill(pid, signal.SIGKILL)
             monitor._reap(pid)
         raise
-    to_monitor.send(pid=pid)
+    console = tuple(from_init.take_fds())
+    to_monitor.send(pid=pid, fds=console)
+    for fd in console:
+        os.close(fd)
 
 
 def _unfit(config: ContainerConfig, options: LaunchOptions, container_id: str) -> str | None:

@@ -79,6 +79,10 @@ def add_parsers(sub: Any) -> None:
 def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    p.add_argument(
+        "-i", "--interactive", action="store_true", help="send our input to its terminal (with -t)"
+    )
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     p.add_argument("--env-file", action="append", default=[])
     p.add_argument("-m", "--memory", help="memory limit (512m, 1g)")
@@ -143,6 +147,8 @@ def _options(args: argparse.Namespace) -> Any:
     for item in args.label:
         key, _, value = item.partition("=")
         labels[key] = value
+    if args.interactive and not args.tty:
+        raise UserError("-i without -t is not supported yet: use -it for an interactive terminal")
     if args.pids_limit is not None and args.pids_limit == 0:
         raise UserError("--pids-limit must be positive, or -1 for unlimited")
     return ContainerOptions(
@@ -169,6 +175,8 @@ def _options(args: argparse.Namespace) -> Any:
         labels=labels,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
+        tty=args.tty,
+        interactive=args.interactive,
     )
 
 
@@ -190,15 +198,44 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     containers = _containers(args)
     container = containers.create(_options(args))
+    from runtime.attach import window_size
+
+    terminal = window_size() if args.tty and not args.detach else None
     try:
-        waiter = containers.start(container, attach=not args.detach)
+        started = containers.start(container, attach=not args.detach, terminal=terminal)
     except BaseException:
         containers.remove(container, force=True)
         raise
     if args.detach:
         print(container.id)
         return 0
-    return _attach(containers, container, waiter, remove=args.rm)
+    if terminal:
+        waiter, console = started
+        return _attach_terminal(containers, container, waiter, console, remove=args.rm)
+    return _attach(containers, container, started, remove=args.rm)
+
+
+def _attach_terminal(
+    containers: Any, container: Any, waiter: Any, console: Any, remove: bool = False
+) -> int:
+    """Join our terminal to the container's until it ends; return its exit code."""
+    from runtime.attach import relay
+    from runtime.state import load
+
+    current = load(containers.runtime.root, container.id)
+    try:
+        relay(console, interactive=container.options.interactive)
+    finally:
+        console.close()
+    received = b""
+    while chunk := waiter.recv(4096):
+        received += chunk
+    waiter.close()
+    result = json.loads(received) if received.strip() else containers.wait(container)
+    if remove:
+        containers.runtime.wait_monitor_gone(current)
+    code = result.get("exit_code")
+    return int(code) if code is not None else 1
 
 
 def _attach(
@@ -280,6 +317,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         # Attach to what this run writes, not to earlier runs' output (the log is rotated only
         # by size, so the offset is still right unless this run's first lines rotate it).
         offset = container.log_path.stat().st_size if container.log_path.exists() else 0
+        if args.attach and container.options.tty:
+            from runtime.attach import window_size
+
+            waiter, console = containers.start(container, attach=True, terminal=window_size())
+            status = _attach_terminal(containers, container, waiter, console)
+            continue
         waiter = containers.start(container, attach=args.attach)
         if args.attach:
             status = _attach(containers, container, waiter, offset=offset)

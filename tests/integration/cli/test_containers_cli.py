@@ -146,3 +146,49 @@ def test_logs_rotate(orc: Orc, state_root: Path) -> None:
     lines = orc("logs", "chatty").stdout.splitlines()
     assert lines[-1].startswith("line-2999-")
     assert len(lines) == 3000
+
+
+def test_interactive_terminal(orc: Orc, state_root: Path) -> None:
+    """`run -it` under a real terminal: keys reach the shell, its output comes back."""
+    import os
+    import subprocess
+    import sys
+
+    master, slave = os.openpty()
+    env = dict(os.environ, ORCHESTRATOR_ROOT=str(state_root))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "--rm", "-it", "busybox", "sh"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 20
+    sent = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        import select
+
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                output += os.read(master, 4096)
+            except OSError:
+                break
+        if not sent and b"# " in output:
+            os.write(master, b"echo typed-$((40+2)); exit 6\r")
+            sent = True
+    proc.wait(10)
+    os.close(master)
+    assert proc.returncode == 6
+    assert b"typed-42" in output
+
+
+def test_tty_without_input(orc: Orc) -> None:
+    done = orc("run", "--rm", "-t", "busybox", "sh", "-c", "tty; exit 2", check=False)
+    assert done.returncode == 2
+    assert done.stdout.replace("\r", "") == "/dev/pts/0\n"
+    refused = orc("run", "-i", "busybox", "true", check=False)
+    assert refused.returncode == 1 and "-i without -t" in refused.stderr
