@@ -16,10 +16,13 @@ cgroup, so the pool exists only there. A shell whose server goes away cleans up 
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import secrets
 import signal
 import socket
+from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime import init, monitor
@@ -29,7 +32,7 @@ from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import LaunchOptions, Outputs
-from runtime.spec import ContainerConfig
+from runtime.spec import ContainerConfig, parse_config
 from runtime.state import write_json_atomic
 from runtime.trace import mark
 
@@ -69,6 +72,7 @@ def make_shell(cgroup_root: str, cgroup_parent: str, close_in_child: tuple[int, 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     pid = os.fork()
     if pid == 0:
+        gc.freeze()  # as in monitor.fork_monitor: a collection would copy every shared page
         try:
             ours.close()
             for fd in close_in_child:
@@ -107,7 +111,7 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
         comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         os.write(comm, b"orc-mon")
         os.close(comm)
-        to_setup.send(id=container_id, request=data.decode())
+        os.write(to_setup.fd, data)  # as it came: re-encoding it would only cost us memory
         message = from_setup.receive()
         if message and message.get("fallback"):
             # The pre-made init does not fit: clear the shell away, then start the usual way.
@@ -206,15 +210,16 @@ def _premade_setup(
                 os.close(fd)
         to_setup.close()
         from_setup.close()
+        init.warm_up_parsing()
+        _warm_up_setup(cgroup, directory_hint=cgroup_root)
         prepared = from_init.receive()
         if not prepared or not prepared.get("prepared"):
             raise SetupError((prepared or {}).get("error") or "the pre-made init died")
-        request = from_monitor.receive()
+        request = _read_request(from_monitor.fd)
         if not request:
             return  # the pool is closing: the init dies with us (PID 1 of a namespace we own)
         mark("premade-request")
-        container_id = str(request["id"])
-        _, source, directory, options = _parse_request(request["request"].encode())
+        container_id, source, directory, options = _parse_request(request)
         config = source() if not isinstance(source, ContainerConfig) else source
         reason = _unfit(config, options, container_id)
         if reason:
@@ -248,6 +253,31 @@ def _premade_setup(
     to_monitor.send(pid=pid, fds=console)
     for fd in console:
         os.close(fd)
+
+
+def _read_request(fd: int) -> bytes:
+    """The launch request the monitor passes on (three lines), or b"" when the pool closes."""
+    data = b""
+    while data.count(b"\n") < 3:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _warm_up_setup(cgroup: Any, directory_hint: str) -> None:
+    """Run what the request will run, minus its effects (see init.warm_up_parsing)."""
+    from runtime.specgen import default_spec
+
+    config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
+    options = LaunchOptions(cgroup_root=directory_hint, cgroup_version=1)
+    for _ in range(3):
+        _unfit(config, options, "_warm-up")
+        cgroup.set(Resources())
+        record = monitor.state_record("_warm-up", config, options, os.getpid(), cgroup)
+        json.dumps(record)
+        json.dumps(config.raw)
 
 
 def _unfit(config: ContainerConfig, options: LaunchOptions, container_id: str) -> str | None:
