@@ -10,10 +10,10 @@ that needs it then fails in ``set()`` naming the missing file.
 Conversions from the shared model (see ``resources``): cpu.shares -> cpu.weight (runc/crun
 formula), OCI memory+swap -> memory.swap.max (swap alone), quota/period -> cpu.max.
 
-Device rules are NOT enforced on v2 (``supports_device_rules = False``): v2 has no devices
-files; enforcement needs a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the cgroup, which
-this manager does not build. ``set()`` ignores ``Resources.devices``; the caller decides
-whether that is acceptable (a privileged container needs nothing; others lose the allow-list).
+Device rules: v2 has no devices files; the kernel asks a BPF_PROG_TYPE_CGROUP_DEVICE program
+attached to the cgroup, which ``devicefilter`` builds from the rules and attaches (tested on
+this machine's real cgroup2 hierarchy). On a tree laid out by a test there is no kernel to
+attach to: the rules are then written to ``devices.rules`` (ours, for the test to read).
 
 The manager uses no file it does not find: it can run on a tree laid out in a temp directory
 (regular files named like the kernel's) as well as on /sys/fs/cgroup.
@@ -28,7 +28,9 @@ import time
 
 from runtime.cgroups import _files
 from runtime.cgroups.base import DESTROY_TIMEOUT, FREEZE_TIMEOUT, Manager, Stats
+from runtime.cgroups.detect import mount_type
 from runtime.cgroups.resources import (
+    DeviceRule,
     Resources,
     bytes_or_max,
     cpu_max_v2,
@@ -45,7 +47,7 @@ class V2Manager(Manager):
     """A container's cgroup at ``<root>/<parent>/<name>`` in a cgroup2 hierarchy."""
 
     version = 2
-    supports_device_rules = False
+    supports_device_rules = True
 
     def __init__(self, name: str, *, root: str = "/sys/fs/cgroup", parent: str = "orchestrator"):
         self.name = _files.check_name(name)
@@ -122,7 +124,21 @@ class V2Manager(Manager):
             _files.write(self._file("cpu.max"), cpu_max)
         if res.pids_limit is not None:
             _files.write(self._file("pids.max"), bytes_or_max(res.pids_limit))
-        # res.devices: not enforced on v2, see the module docstring
+        if res.devices is not None:
+            self._set_devices(res.devices)
+
+    def _set_devices(self, rules: tuple[DeviceRule, ...]) -> None:
+        if mount_type(os.path.realpath(self.root)) == "cgroup2":
+            from runtime.cgroups import devicefilter
+
+            devicefilter.apply(self.dir, rules)
+            return
+        lines = [
+            f"{'allow' if r.allow else 'deny'} {r.type} {r.major} {r.minor} {r.access}"
+            for r in rules
+        ]
+        with open(os.path.join(self.dir, "devices.rules"), "w") as f:
+            f.write("\n".join(lines) + "\n")
 
     # --- observation -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ cgroup.kill, cpu.stat. On a pure v2 host the root itself is used.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import open_manager
+from runtime.cgroups import Resources, open_manager
 from runtime.cgroups.detect import mount_type
 from runtime.cgroups.v2 import V2Manager
 
@@ -99,3 +100,54 @@ def test_destroy_waits_for_the_kernel(state_root: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_device_rules_are_enforced_by_an_ebpf_filter(manager: V2Manager) -> None:
+    """Deny everything, allow /dev/null and /dev/zero, then deny writes to /dev/null: a process
+    in the cgroup is held to exactly that by the kernel, and a replaced filter takes over."""
+    from runtime.cgroups import DeviceRule, devicefilter
+
+    rules = (
+        DeviceRule(allow=False),
+        DeviceRule(allow=True, type="c", major=1, minor=3),
+        DeviceRule(allow=True, type="c", major=1, minor=5),
+        DeviceRule(allow=False, type="c", major=1, minor=3, access="w"),
+    )
+    manager.set(Resources(devices=rules))
+    script = (
+        "import os\n"
+        "out = []\n"
+        "for path, mode in (('/dev/null', os.O_RDONLY), ('/dev/null', os.O_WRONLY), ('/dev/zero', os.O_RDONLY), ('/dev/urandom', os.O_RDONLY)):\n"
+        "    try:\n"
+        "        os.close(os.open(path, mode)); out.append('ok')\n"
+        "    except OSError:\n"
+        "        out.append('denied')\n"
+        "print(' '.join(out))\n"
+    )
+    import sys
+
+    def run_inside() -> str:
+        r, w = os.pipe()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"import sys; sys.stdin.read(1)\n{script}"],
+            stdin=subprocess.PIPE,
+            stdout=w,
+        )
+        os.close(w)
+        manager.add_process(proc.pid)
+        assert proc.stdin is not None
+        proc.stdin.write(b"x")
+        proc.stdin.close()
+        proc.wait(10)
+        with os.fdopen(r) as f:
+            return f.read().strip()
+
+    assert run_inside() == "ok denied ok denied"
+    fd = os.open(manager.dir, os.O_RDONLY)
+    try:
+        assert len(devicefilter.attached(fd)) == 1
+        manager.set(Resources(devices=(DeviceRule(allow=True),)))
+        assert len(devicefilter.attached(fd)) == 1  # replaced, not stacked
+    finally:
+        os.close(fd)
+    assert run_inside() == "ok ok ok ok"

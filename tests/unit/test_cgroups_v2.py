@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import DEFAULT_DEVICE_RULES, Resources, detect_version, open_manager
+from runtime.cgroups import (
+    DEFAULT_DEVICE_RULES,
+    DeviceRule,
+    Resources,
+    detect_version,
+    open_manager,
+)
 from runtime.cgroups.detect import mount_type
 from runtime.cgroups.v2 import V2Manager
 from runtime.errors import Error, SetupError
@@ -165,11 +171,14 @@ def test_missing_controller_file_is_a_readable_error(root: Path) -> None:
     assert "pids.max" in message and "'3'" in message and "not enabled" in message
 
 
-def test_device_rules_are_declared_unsupported_and_ignored(root: Path) -> None:
+def test_device_rules_on_a_laid_out_tree_are_recorded(root: Path) -> None:
+    # (the eBPF filter itself is tested on the kernel's cgroup2 hierarchy, in integration)
     manager, d = created(root)
-    assert manager.supports_device_rules is False
-    manager.set(Resources(devices=DEFAULT_DEVICE_RULES))
-    assert not any(p.name.startswith("devices") for p in d.iterdir())
+    assert manager.supports_device_rules is True
+    manager.set(Resources(devices=(DeviceRule(allow=False), *DEFAULT_DEVICE_RULES)))
+    lines = (d / "devices.rules").read_text().splitlines()
+    assert lines[0] == "deny a None None rwm"
+    assert "allow c 1 3 rwm" in lines
 
 
 def test_stats_parsing(root: Path) -> None:
