@@ -12,6 +12,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,28 @@ def leftovers(marker: str = "") -> dict[str, list[str]]:
         "processes": _processes(marker),
     }
     return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox root filesystem tarball, made once per session by scripts/make-busybox-rootfs."""
+    from tests.image_fixtures import busybox_rootfs
+
+    return busybox_rootfs(tmp_path_factory.mktemp("busybox") / "busybox.tar")
+
+
+@pytest.fixture
+def orc(state_root: Path, busybox_tar: Path) -> Iterator[Any]:
+    """The orchestrator CLI on this test's state root, with busybox imported."""
+    from tests.cli import make_orc
+
+    run = make_orc(state_root)
+    run("image", "import", str(busybox_tar), "busybox")
+    yield run
+    # remove what the test left running, so the leak check judges the code, not the test
+    listing = run("ps", "-a", "-q", check=False).stdout.split()
+    if listing:
+        run("rm", "-f", *listing, check=False)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.build.conftest import Orc, nothing_left, write_context
+from tests.cli import Orc
+from tests.integration.build.conftest import nothing_left, write_context
 
 pytestmark = pytest.mark.root
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli.conftest import Orc
+from tests.cli import Orc
 
 pytestmark = pytest.mark.root
 
