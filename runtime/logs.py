@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
@@ -94,6 +95,33 @@ def _parse(line: bytes) -> Entry | None:
         return Entry(record["stream"], record["time"], record["log"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+class Tail:
+    """Follows one log file as it grows: ``read_new()`` gives the entries written since the
+    last call (from ``offset`` at first). For a live view while a container runs."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+        self.file: Any = None
+        self.buffer = b""
+
+    def read_new(self) -> list[Entry]:
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+            except FileNotFoundError:
+                return []
+            self.file.seek(self.offset)
+        self.buffer += self.file.read()
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [entry for entry in map(_parse, lines) if entry]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def log_files(path: Path) -> list[Path]:

@@ -59,6 +59,7 @@ from runtime.errors import Error as RuntimeError_
 from runtime.errors import NotFound
 from runtime.image.model import Image
 from runtime.image.store import DEFAULT_PATH_ENV, ImageStore, LayerInfo, host_architecture
+from runtime.logs import Tail
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 RUN_MOUNTPOINTS = ("/proc", "/dev", "/sys", "/sys/fs/cgroup")
@@ -921,40 +922,23 @@ class Builder:
 
 
 class _LogTail:
-    """Copies a step container's JSON log lines to the build output as they appear."""
+    """Copies a step container's log entries to the build output as they appear."""
 
     def __init__(self, path: Path, prefix: str, out: TextIO) -> None:
-        self.path = path
+        self.tail = Tail(path)
         self.prefix = prefix
         self.out = out
-        self.file: Any = None
-        self.buffer = b""
 
     def pump(self) -> None:
-        if self.file is None:
-            try:
-                self.file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
-            except FileNotFoundError:
-                return
-        data = self.file.read()
-        if not data:
-            return
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            text = str(entry.get("log", ""))
+        entries = self.tail.read_new()
+        for entry in entries:
+            text = entry.text
             self.out.write(self.prefix + text if text.endswith("\n") else self.prefix + text + "\n")
-        if lines:
+        if entries:
             self.out.flush()
 
     def flush(self) -> None:
         self.out.flush()
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        self.tail.close()

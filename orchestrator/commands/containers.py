@@ -278,35 +278,21 @@ def _attach(
 
 
 class _LogTail:
-    """Copies new JSON log lines of a container to stdout/stderr as they appear."""
+    """Copies new log entries of a container to our stdout/stderr as they appear."""
 
     def __init__(self, path: Any, offset: int = 0) -> None:
-        self.path = path
-        self.offset = offset
-        self.file: Any = None
-        self.buffer = b""
+        from runtime.logs import Tail
+
+        self.tail = Tail(path, offset)
 
     def pump(self) -> None:
-        if self.file is None:
-            try:
-                self.file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
-                self.file.seek(self.offset)
-            except FileNotFoundError:
-                return
-        self.buffer += self.file.read()
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            stream = sys.stderr if record.get("stream") == "stderr" else sys.stdout
-            stream.write(record.get("log", ""))
+        for entry in self.tail.read_new():
+            stream = sys.stderr if entry.stream == "stderr" else sys.stdout
+            stream.write(entry.text)
             stream.flush()
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        self.tail.close()
 
 
 def cmd_start(args: argparse.Namespace) -> int:
