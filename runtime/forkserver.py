@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,91 @@ def _address(root: Path) -> tuple[int, str]:
 # -- server ---------------------------------------------------------------------------------------
 
 
+_SO_SNDBUFFORCE = 32  # (socket(7); the socket module lacks the names)
+_SO_RCVBUFFORCE = 33
+
+
+class _Template:
+    """A pristine copy of the warm server that does nothing but fork.
+
+    Monitors and pre-made containers are forked from it, not from the server: every page the
+    server writes after a fork (accepting, reading requests, keeping the pool) becomes a private
+    copy in each monitor forked before, which then costs memory as long as its container runs.
+    The template's only writes are its receive buffer."""
+
+    def __init__(self, server_fds: tuple[int, ...]) -> None:
+        ours, theirs = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        )
+        for sock in (ours, theirs):  # a request is one message: room for the largest
+            sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 4 * MAX_REQUEST)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 4 * MAX_REQUEST)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                ours.close()
+                for fd in server_fds:
+                    os.close(fd)
+                _template_loop(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.sock = ours
+
+    def launch(self, request: bytes, fds: list[int]) -> None:
+        socket.send_fds(self.sock, [b"L" + request], fds)
+
+    def shell(self, cgroup_root: str, cgroup_parent: str) -> Any:
+        from runtime.pool import Shell
+
+        ours, theirs = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        )
+        socket.send_fds(self.sock, [f"S{cgroup_root}\n{cgroup_parent}".encode()], [theirs.fileno()])
+        theirs.close()
+        pid = int(self.sock.recv(64))
+        return Shell(pid, ours)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _template_loop(sock: socket.socket) -> None:
+    sc.set_process_name("orc-template")
+    # Children are reaped by the kernel; a monitor sets SIGCHLD back to default for its own.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    own = (sock.fileno(),)
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, 4 * MAX_REQUEST, 4)
+        if not data:
+            return
+        try:
+            if data[:1] == b"L":
+                stdio = (fds[1], fds[2], fds[3]) if len(fds) == 4 else None
+                fork_monitor(partial(_arguments, data[1:]), Channel(fds[0]), stdio, own)
+            elif data[:1] == b"S":
+                from runtime.pool import fork_shell
+
+                root, _, parent = data[1:].decode().partition("\n")
+                control = socket.socket(fileno=os.dup(fds[0]))
+                pid = fork_shell(control, root, parent, own)
+                control.close()
+                sock.send(str(pid).encode())
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
 class _Pool:
     """At most one pre-made container (cgroup v1 only; see runtime.pool)."""
 
-    def __init__(self, enabled: bool, server_fds: tuple[int, ...]) -> None:
+    def __init__(self, enabled: bool, template: _Template) -> None:
         self.enabled = enabled
-        self.server_fds = server_fds
+        self.template = template
         self.shell: Any = None
         self.busy: Any = None  # handed over; we refill once it has created its container
         self.busy_since = 0.0
@@ -80,9 +160,7 @@ class _Pool:
 
     def fill(self) -> None:
         if self.enabled and self.shell is None and self.busy is None:
-            from runtime.pool import make_shell
-
-            self.shell = make_shell("/sys/fs/cgroup", "orchestrator", self.server_fds)
+            self.shell = self.template.shell("/sys/fs/cgroup", "orchestrator")
 
     def take(self) -> Any:
         shell, self.shell = self.shell, None
@@ -132,7 +210,8 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
         from runtime.cgroups import detect_version
 
         pool = detect_version("/sys/fs/cgroup") == 1 and not os.environ.get("ORCHESTRATOR_NO_POOL")
-    shells = _Pool(pool, inherited_by_no_one)
+    template = _Template(inherited_by_no_one)
+    shells = _Pool(pool, template)
     last = time.monotonic()
     try:
         shells.fill()
@@ -153,7 +232,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
             conn, _ = listener.accept()
             last = time.monotonic()
             try:
-                if not _handle(root, conn, inherited_by_no_one, shells):
+                if not _handle(root, conn, template, shells):
                     return
             except Exception as exc:  # a bad request must not take the server down
                 try:
@@ -169,9 +248,10 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
             pass
         listener.close()
         shells.drain()
+        template.close()
 
 
-def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...], shells: _Pool) -> bool:
+def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool) -> bool:
     """Read ``OP\n`` and, for a launch, the request line; fork at once. Parsing the request and
     the config happens in the monitor, so that serving costs the server (almost) no writes."""
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
@@ -194,8 +274,7 @@ def _handle(root: Path, conn: socket.socket, server_fds: tuple[int, ...], shells
         if shell is not None:
             shell.hand_over(data, conn.fileno())
             return True
-        # The monitor must not hold the server's lock or socket: they would outlive the server.
-        fork_monitor(lambda: _arguments(data), Channel(conn.fileno()), stdio, server_fds)
+        template.launch(data, [conn.fileno(), *(stdio or ())])
     finally:
         for fd in fds:
             os.close(fd)

@@ -67,21 +67,20 @@ class Shell:
         os.close(self.pidfd)
 
 
-def make_shell(cgroup_root: str, cgroup_parent: str, close_in_child: tuple[int, ...]) -> Shell:
-    """Fork a shell (from the fork server)."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+def fork_shell(
+    control: socket.socket, cgroup_root: str, cgroup_parent: str, close_in_child: tuple[int, ...]
+) -> int:
+    """Fork a shell whose end of the control socket is ``control``; returns its pid."""
     pid = os.fork()
     if pid == 0:
         gc.freeze()  # as in monitor.fork_monitor: a collection would copy every shared page
         try:
-            ours.close()
             for fd in close_in_child:
                 os.close(fd)
-            _shell(theirs, cgroup_root, cgroup_parent)
+            _shell(control, cgroup_root, cgroup_parent)
         finally:
             os._exit(0)
-    theirs.close()
-    return Shell(pid, ours)
+    return pid
 
 
 def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoReturn:
