@@ -138,44 +138,72 @@ def _template_loop(sock: socket.socket) -> None:
 
 
 class _Pool:
-    """At most one pre-made container (cgroup v1 only; see runtime.pool)."""
+    """Pre-made containers (cgroup v1 only; see runtime.pool): ``SIZE`` of them, made one at a
+    time and only while no handed-over one is still starting (making one contends for the
+    cgroup lock with a start), handed out only once they say they are ready."""
+
+    SIZE = 2
 
     def __init__(self, enabled: bool, template: _Template) -> None:
         self.enabled = enabled
         self.template = template
-        self.shell: Any = None
-        self.busy: Any = None  # handed over; we refill once it has created its container
+        self.ready: list[Any] = []
+        self.preparing: Any = None
+        self.busy: Any = None  # handed over; we make the next once it has created its container
         self.busy_since = 0.0
 
     def waiting_on(self) -> list[Any]:
-        return [self.busy.control] if self.busy is not None else []
+        return [s.control for s in (self.busy, self.preparing) if s is not None]
 
-    def done(self) -> None:
-        """The handed-over shell reported (or gave up): make the next one."""
-        if self.busy is not None:
-            self.busy.close()
-            os.close(self.busy.pidfd)
+    def poll(self, readable: list[Any]) -> None:
+        """Take note of what the shells said (or that they gave up), and make more if due."""
+        busy = self.busy
+        # a handed-over shell closes its end once its container exists (or is given up on)
+        if busy is not None and (
+            busy.control in readable or time.monotonic() > self.busy_since + 2.0
+        ):
+            busy.close()
+            os.close(busy.pidfd)
             self.busy = None
+        preparing = self.preparing
+        if preparing is not None and preparing.control in readable:
+            try:
+                said = preparing.control.recv(16)
+            except OSError:
+                said = b""
+            self.preparing = None
+            if said == b"ready":
+                self.ready.append(preparing)
+            else:
+                preparing.close()
+                os.close(preparing.pidfd)
         self.fill()
 
     def fill(self) -> None:
-        if self.enabled and self.shell is None and self.busy is None:
-            self.shell = self.template.shell("/sys/fs/cgroup", "orchestrator")
+        if (
+            self.enabled
+            and self.busy is None
+            and self.preparing is None
+            and len(self.ready) < self.SIZE
+        ):
+            self.preparing = self.template.shell("/sys/fs/cgroup", "orchestrator")
 
     def take(self) -> Any:
-        shell, self.shell = self.shell, None
-        if shell is not None:
-            self.busy, self.busy_since = shell, time.monotonic()
+        if not self.ready:
+            return None
+        shell = self.ready.pop(0)
+        self.busy, self.busy_since = shell, time.monotonic()
         return shell
 
     def drain(self) -> None:
         if self.busy is not None:
             self.busy.close()
             self.busy = None
-        shell, self.shell = self.shell, None
-        if shell is not None:
+        for shell in [*self.ready, *([self.preparing] if self.preparing else [])]:
             shell.close()
+        for shell in [*self.ready, *([self.preparing] if self.preparing else [])]:
             shell.wait_gone(5.0)
+        self.ready, self.preparing = [], None
 
 
 def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = None) -> None:
@@ -220,11 +248,8 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
                 ready, _, _ = select.select([listener, *shells.waiting_on()], [], [], 1.0)
             except InterruptedError:
                 continue
-            if shells.busy is not None and (
-                shells.busy.control in ready or time.monotonic() - shells.busy_since > 2.0
-            ):
-                shells.done()
-                ready = [r for r in ready if r is listener]
+            shells.poll(ready)
+            ready = [r for r in ready if r is listener]
             if not ready:
                 if time.monotonic() - last > idle_timeout:
                     return

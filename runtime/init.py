@@ -122,7 +122,9 @@ def _start(
 ) -> NoReturn:
     if ready.console:
         master, slave = ready.console
-        to_monitor.send(ready=True, fds=(master,))  # the monitor keeps the master side
+        # The monitor keeps the master, and a copy of the slave: with the slave open there, the
+        # master never reports a hang-up that could lose the last output of a quick exit.
+        to_monitor.send(ready=True, fds=(master, slave))
         os.close(master)
         stdio = (slave, slave, slave)
     else:

@@ -259,7 +259,9 @@ def adopt(
     ``close_after_report`` are closed once the caller knows (the pool's server waits for it)."""
     listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
-    console = next(iter(from_setup.take_fds()), None)  # the terminal's master, if any
+    terminal = from_setup.take_fds()  # the terminal's master and slave, if one was asked for
+    console = terminal[0] if terminal else None
+    console_slave = terminal[1] if len(terminal) > 1 else None
     from_setup.close()
     _reap(setup_pid)
     cgroup = _CgroupHandle(container_id, options)
@@ -289,6 +291,9 @@ def adopt(
             raise
         os.close(console)
         console = None
+        if console_slave is not None:
+            os.close(console_slave)
+            console_slave = None
     mark("reported")
     report.send(pid=pid, monitor_pid=os.getpid())
     report.close()
@@ -299,7 +304,17 @@ def adopt(
         if options.log_path
         else None
     )
-    _watch(directory, pid, cgroup, log, outputs.ours(), listener, options.cleanup_paths, console)
+    _watch(
+        directory,
+        pid,
+        cgroup,
+        log,
+        outputs.ours(),
+        listener,
+        options.cleanup_paths,
+        console,
+        console_slave,
+    )
 
 
 class _CgroupHandle:
@@ -588,6 +603,7 @@ def _watch(
     listener: socket.socket,
     cleanup_paths: tuple[str, ...],
     console: int | None = None,
+    console_slave: int | None = None,
 ) -> NoReturn:
     """Copy output to the log, serve waiters and attached clients, and notice the init's end
     through a pidfd (no signal handler: the less machinery the monitor runs, the less memory
@@ -691,7 +707,13 @@ def _watch(
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)
     for fd in list(streams):
-        drain(fd)
+        drain(fd)  # with the slave held open, a terminal reads empty (EAGAIN), never hangs up
+    if console_slave is not None:
+        os.close(console_slave)
+        if console in streams:
+            poller.unregister(console)
+            os.close(console)
+            del streams[console]
     if log:
         log.close()
     for fd in list(attached):

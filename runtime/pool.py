@@ -97,7 +97,10 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
     )
     to_setup_r.close()
     outputs.close_theirs()
+    prepared = from_setup.receive()
     try:
+        if prepared and prepared.get("prepared"):
+            control.send(b"ready")  # the server hands out only shells that said so
         data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
     except OSError:
         data, fds = b"", []
@@ -214,6 +217,7 @@ def _premade_setup(
         prepared = from_init.receive()
         if not prepared or not prepared.get("prepared"):
             raise SetupError((prepared or {}).get("error") or "the pre-made init died")
+        to_monitor.send(prepared=True)
         request = _read_request(from_monitor.fd)
         if not request:
             return  # the pool is closing: the init dies with us (PID 1 of a namespace we own)
