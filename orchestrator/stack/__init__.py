@@ -17,31 +17,78 @@ Layout, in the order data flows:
     for layer in graph.layers(): ...
 """
 
-from orchestrator.stack.graph import DependencyGraph, Edge
-from orchestrator.stack.loader import DEFAULT_FILES, find_stack_files, load_stack
-from orchestrator.stack.model import (
-    Build,
-    DependsOn,
-    ExtraHost,
-    FileObject,
-    FileRef,
-    FrozenMap,
-    Healthcheck,
-    IpamConfig,
-    Link,
-    Mount,
-    Network,
-    Port,
-    Resources,
-    RestartPolicy,
-    Service,
-    ServiceNetwork,
-    Stack,
-    Ulimit,
-    Volume,
-    VolumesFrom,
-)
-from orchestrator.stack.normalize import config_hash, stack_dict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ imports them
+    from orchestrator.stack.graph import DependencyGraph, Edge
+    from orchestrator.stack.loader import DEFAULT_FILES, find_stack_files, load_stack
+    from orchestrator.stack.model import (
+        Build,
+        DependsOn,
+        ExtraHost,
+        FileObject,
+        FileRef,
+        FrozenMap,
+        Healthcheck,
+        IpamConfig,
+        Link,
+        Mount,
+        Network,
+        Port,
+        Resources,
+        RestartPolicy,
+        Service,
+        ServiceNetwork,
+        Stack,
+        Ulimit,
+        Volume,
+        VolumesFrom,
+    )
+    from orchestrator.stack.normalize import config_hash, stack_dict
+
+# Imported on first use (PEP 562): `orchestrator.stack.units` alone must not pull in the
+# loader, jsonschema and the schema, which commands such as `run` do not need.
+_LAZY = {
+    "DependencyGraph": "orchestrator.stack.graph",
+    "Edge": "orchestrator.stack.graph",
+    "DEFAULT_FILES": "orchestrator.stack.loader",
+    "find_stack_files": "orchestrator.stack.loader",
+    "load_stack": "orchestrator.stack.loader",
+    "Build": "orchestrator.stack.model",
+    "DependsOn": "orchestrator.stack.model",
+    "ExtraHost": "orchestrator.stack.model",
+    "FileObject": "orchestrator.stack.model",
+    "FileRef": "orchestrator.stack.model",
+    "FrozenMap": "orchestrator.stack.model",
+    "Healthcheck": "orchestrator.stack.model",
+    "IpamConfig": "orchestrator.stack.model",
+    "Link": "orchestrator.stack.model",
+    "Mount": "orchestrator.stack.model",
+    "Network": "orchestrator.stack.model",
+    "Port": "orchestrator.stack.model",
+    "Resources": "orchestrator.stack.model",
+    "RestartPolicy": "orchestrator.stack.model",
+    "Service": "orchestrator.stack.model",
+    "ServiceNetwork": "orchestrator.stack.model",
+    "Stack": "orchestrator.stack.model",
+    "Ulimit": "orchestrator.stack.model",
+    "Volume": "orchestrator.stack.model",
+    "VolumesFrom": "orchestrator.stack.model",
+    "config_hash": "orchestrator.stack.normalize",
+    "stack_dict": "orchestrator.stack.normalize",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_FILES",
