@@ -274,3 +274,23 @@ def test_reused_pid_is_not_the_container(rt: Any, tmp_path: Path, busybox_rootfs
     with pytest.raises(StateError):
         rt.kill("reuse", signal.SIGKILL)
     rt.delete("reuse")
+
+
+def test_a_killed_monitor_leaves_a_stopped_container_that_delete_cleans(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path
+) -> None:
+    """The monitor is killed with its container (as a crash would): the kernel, not a stale
+    record, says the container has stopped, and delete still removes its cgroup and state."""
+    b = bundle(tmp_path / "b", ["sleep", "30"], lower=busybox_rootfs)
+    state = rt.run("orphan", b)
+    os.kill(int(state.record["monitor_pid"]), signal.SIGKILL)
+    os.kill(state.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while rt.state("orphan").status != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert rt.state("orphan").exit is None  # nobody was left to record it
+    assert Path("/sys/fs/cgroup/pids/orchestrator/orphan").is_dir()
+    rt.delete("orphan")
+    assert not Path("/sys/fs/cgroup/pids/orchestrator/orphan").exists()
+    assert not (state_root / "runtime" / "orphan").exists()
