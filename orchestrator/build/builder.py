@@ -194,11 +194,13 @@ class Builder:
         self.work = self.cache.tmp_root() / f"b-{os.getpid()}-{secrets.token_hex(6)}"
         self.work.mkdir(mode=0o700)
         try:
-            for stage in self._needed(target):
-                self._build_stage(stage)
-            final = self._build_stage(target)
-            config = dict(final.config)
-            image = self.store.record_config(config, final.layers, options.tags)
+            # Layers of steps no image references yet: kept from rmi and prune meanwhile.
+            with self.store.lease():
+                for stage in self._needed(target):
+                    self._build_stage(stage)
+                final = self._build_stage(target)
+                config = dict(final.config)
+                image = self.store.record_config(config, final.layers, options.tags)
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
         unused = sorted(set(options.build_args) - self.used_args)
@@ -374,6 +376,9 @@ class Builder:
         run.state = state
 
     def _layers_present(self, state: State, parent: State) -> bool:
+        lease = self.store.active_lease
+        if lease is not None:  # held first, then checked: present now means present later
+            lease.add(*(d for la in state.layers for d in (la.diff_id, la.blob)))
         known = {la.diff_id for la in parent.layers}
         return all(
             self.store.layer_known(la.blob, la.diff_id)

@@ -1213,6 +1213,8 @@ def _pull(
     def fetch(desc: dict[str, Any], cancelled: threading.Event) -> None:
         digest, size = desc["digest"], desc["size"]
         key = short_id(digest)
+        if store.active_lease is not None:
+            store.active_lease.add(digest)  # held before the check, kept until recorded
         if store.has_blob(digest):
             progress.finish(key, "Already exists")
             with lock:
@@ -1238,9 +1240,10 @@ def _pull(
             downloaded.append(digest)
             total[0] += size
 
-    _run_parallel(descs, fetch, max_workers)
     tags = [str(ref)] if ref.digest is None and ref.tag else []
-    image = store.add_manifest(manifest.data, tags)
+    with store.lease():
+        _run_parallel(descs, fetch, max_workers)
+        image = store.add_manifest(manifest.data, tags)
     return PullResult(image, ref, top, manifest.digest, downloaded, existing, total[0])
 
 

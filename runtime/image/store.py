@@ -147,6 +147,48 @@ class ImageStore:
         self._durable = durable
         self._local = threading.local()
         self._json_cache: dict[str, Any] = {}
+        self.active_lease: Lease | None = None
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Lease]:
+        """Protect what work in progress makes or relies on (a build's step layers, a pull's
+        blobs) from ``rmi`` and ``prune`` in other processes until it is recorded in an image.
+
+        While the lease is active, every layer and blob this store object places is added to it
+        before it appears; callers add what they rely on with ``lease.add``."""
+        self._ensure()
+        directory = self.root / "leases"
+        directory.mkdir(exist_ok=True)
+        lease = Lease(directory / f"{os.getpid()}-{secrets.token_hex(4)}.json")
+        previous, self.active_lease = self.active_lease, lease
+        try:
+            yield lease
+        finally:
+            self.active_lease = previous
+            lease.release()
+
+    def _leased(self) -> set[str]:
+        """Digests held by leases of live processes; a dead process's lease is removed."""
+        held: set[str] = set()
+        directory = self.root / "leases"
+        if not directory.is_dir():
+            return held
+        for path in directory.glob("*.json"):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if _process_started(record.get("pid")) == record.get("start"):
+                held |= set(record.get("items", []))
+            else:
+                path.unlink(missing_ok=True)
+        return held
+
+    def _note(self, *digests: str) -> None:
+        if self.active_lease is not None:
+            self.active_lease.add(*digests)
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -352,6 +394,7 @@ class ImageStore:
 
     def _place_blob(self, tmp: Path, digest: str) -> None:
         target = self.blob_path(digest)
+        self._note(digest)  # leased before it exists: no prune can take it in between
         existed = target.exists()
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
@@ -455,6 +498,7 @@ class ImageStore:
                 shutil.rmtree(layer_tmp, ignore_errors=True)
 
     def _place_layer(self, txn: _Txn, tmp: Path, diff_id: str, stats: LayerStats) -> None:
+        self._note(diff_id)
         state = txn.state
         used = {rec["dir"] for rec in state["layers"].values()}
         name = digest_hex(diff_id)[:12]
@@ -614,9 +658,12 @@ class ImageStore:
         return sorted(images, key=lambda i: (i.created or "", i.id), reverse=True)
 
     def resolve(self, ref_or_id: str) -> Image:
-        """An image by ``name[:tag]``, ``name@digest``, full id or unambiguous id prefix."""
+        """An image by ``name[:tag]``, ``name@digest``, full id or unambiguous id prefix.
+        Under a lease, what it is made of is held too (a build's base, say)."""
         state = self._state()
-        return self._image(state, self._resolve_id(state, ref_or_id)[0])
+        image = self._image(state, self._resolve_id(state, ref_or_id)[0])
+        self._note(image.id, image.manifest_digest, *image.layers, *image.layer_blobs)
+        return image
 
     def _resolve_id(self, state: dict[str, Any], text: str) -> tuple[str, str | None]:
         """(image id, the canonical ref if ``text`` named a tag)."""
@@ -714,8 +761,9 @@ class ImageStore:
     def _collect(self, txn: _Txn, in_use: set[str], *, sweep: bool = False) -> builtins.list[str]:
         """Schedule unreferenced blobs and layers for deletion once the state is written."""
         state = txn.state
-        keep_blobs: set[str] = set()
-        keep_layers: set[str] = set()
+        leased = self._leased()  # work in progress elsewhere: a build's layers, a pull's blobs
+        keep_blobs: set[str] = set(leased)
+        keep_layers: set[str] = set(leased)
         for image_id, rec in state["images"].items():
             keep_blobs |= {image_id, rec["manifest"]}
             manifest = self._json_blob(rec["manifest"], "manifest")
@@ -1224,3 +1272,39 @@ def write_diff_tar(diff_dir: Path, out: BinaryIO, exclude: Collection[str] = ())
         os.close(root)
     out.write(b"\0" * 1024)
     return count
+
+
+class Lease:
+    """A file under ``<images>/leases`` naming the digests a live process relies on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items: set[str] = set()
+        self._lock = threading.Lock()
+        self._write()
+
+    def add(self, *digests: str) -> None:
+        with self._lock:
+            new = set(digests) - self.items
+            if new:
+                self.items |= new
+                self._write()
+
+    def _write(self) -> None:
+        record = {
+            "pid": os.getpid(),
+            "start": _process_started(os.getpid()),
+            "items": sorted(self.items),
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.path)
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _process_started(pid: object) -> int | None:
+    from runtime.state import process_start_time
+
+    return process_start_time(pid) if isinstance(pid, int) and pid > 0 else None
