@@ -367,6 +367,19 @@ class Containers:
         except StateError:
             raise ConflictError(f"container {container.name} is not running") from None
 
+    def pause(self, container: Container) -> None:
+        self._transition(container, self.runtime.pause)
+
+    def unpause(self, container: Container) -> None:
+        self._transition(container, self.runtime.resume)
+
+    def _transition(self, container: Container, operation: Any) -> None:
+        try:
+            operation(container.id)
+        except (NotFound, StateError) as exc:
+            state = exc.state if isinstance(exc, StateError) else "created"
+            raise ConflictError(f"container {container.name} is {state}") from None
+
     def remove(self, container: Container, force: bool = False) -> None:
         with self._lock():
             try:

@@ -62,6 +62,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_kill)
 
+    for name, text in (("pause", "freeze every process of containers"), ("unpause", "thaw them")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=cmd_pause if name == "pause" else cmd_unpause)
+
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
     p.add_argument("containers", nargs="+")
@@ -385,6 +390,24 @@ def cmd_kill(args: argparse.Namespace) -> int:
     for name in args.containers:
         container = containers.get(name)
         containers.kill(container, sig)
+        print(container.name)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.pause(container)
+        print(container.name)
+    return 0
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    containers = _containers(args)
+    for name in args.containers:
+        container = containers.get(name)
+        containers.unpause(container)
         print(container.name)
     return 0
 

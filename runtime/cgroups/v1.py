@@ -312,6 +312,12 @@ class V1Manager(Manager):
 
     # --- freezer -------------------------------------------------------------------------
 
+    @property
+    def freezer_state_file(self) -> str | None:
+        """The file whose text says FROZEN while frozen (read by ``runtime.state``)."""
+        cg = self.dirs.get("freezer")
+        return os.path.join(cg, "freezer.state") if cg else None
+
     def _freezer_state(self) -> str:
         return _files.read(os.path.join(self._freezer(), "freezer.state")).strip()
 

@@ -184,6 +184,11 @@ class V2Manager(Manager):
     def thaw(self) -> None:
         _files.write(self._file("cgroup.freeze"), "0")
 
+    @property
+    def freezer_state_file(self) -> str:
+        """The file that says ``frozen 1`` while frozen (read by ``runtime.state``)."""
+        return self._file("cgroup.events")
+
     def is_frozen(self) -> bool:
         events = _files.read_keyed(self._file("cgroup.events"))
         if events is None:

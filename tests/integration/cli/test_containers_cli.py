@@ -192,3 +192,14 @@ def test_tty_without_input(orc: Orc) -> None:
     assert done.stdout.replace("\r", "") == "/dev/pts/0\n"
     refused = orc("run", "-i", "busybox", "true", check=False)
     assert refused.returncode == 1 and "-i without -t" in refused.stderr
+
+
+def test_pause_unpause(orc: Orc) -> None:
+    orc("run", "-d", "--name", "napper", "busybox", "sleep", "30")
+    orc("pause", "napper")
+    assert json.loads(orc("ps", "--format", "json").stdout)[0]["state"] == "paused"
+    again = orc("pause", "napper", check=False)
+    assert again.returncode == 1 and "is paused" in again.stderr
+    orc("unpause", "napper")
+    assert json.loads(orc("ps", "--format", "json").stdout)[0]["state"] == "running"
+    orc("rm", "-f", "napper")

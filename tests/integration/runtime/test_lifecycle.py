@@ -294,3 +294,29 @@ def test_a_killed_monitor_leaves_a_stopped_container_that_delete_cleans(
     rt.delete("orphan")
     assert not Path("/sys/fs/cgroup/pids/orchestrator/orphan").exists()
     assert not (state_root / "runtime" / "orphan").exists()
+
+
+def test_pause_and_resume(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    b = bundle(
+        tmp_path / "b",
+        ["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+        lower=busybox_rootfs,
+    )
+    log = tmp_path / "log"
+    rt.run("frozen", b, log_path=str(log))
+    time.sleep(0.2)
+    rt.pause("frozen")
+    assert rt.state("frozen").status == "paused"
+    with pytest.raises(StateError, match="paused: cannot pause"):
+        rt.pause("frozen")
+    size = log.stat().st_size
+    time.sleep(0.3)
+    assert log.stat().st_size == size  # nothing runs while frozen
+    rt.resume("frozen")
+    assert rt.state("frozen").status == "running"
+    deadline = time.monotonic() + 5
+    while log.stat().st_size == size:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    rt.pause("frozen")
+    rt.delete("frozen", force=True)  # a paused container can be force-deleted
