@@ -231,16 +231,17 @@ class Containers:
         if user:
             spec["annotations"][ANNOTATION_USER] = user
         spec["root"]["readonly"] = options.read_only
+        # Docker's order: the default set, less what is dropped, plus what is added.
         capabilities = set(caps.DOCKER_DEFAULT)
         try:
-            if "ALL" in (c.upper() for c in options.cap_add):
-                capabilities = set(caps.NAMES)
-            else:
-                capabilities |= set(caps.names_of(caps.mask(list(options.cap_add))))
             if "ALL" in (c.upper() for c in options.cap_drop):
                 capabilities = set()
             else:
                 capabilities -= set(caps.names_of(caps.mask(list(options.cap_drop))))
+            if "ALL" in (c.upper() for c in options.cap_add):
+                capabilities = set(caps.NAMES)
+            else:
+                capabilities |= set(caps.names_of(caps.mask(list(options.cap_add))))
         except ValueError as exc:
             raise UserError(str(exc)) from None
         capability_list = sorted(capabilities, key=caps.NUMBERS.__getitem__)

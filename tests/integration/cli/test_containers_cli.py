@@ -203,3 +203,23 @@ def test_pause_unpause(orc: Orc) -> None:
     orc("unpause", "napper")
     assert json.loads(orc("ps", "--format", "json").stdout)[0]["state"] == "running"
     orc("rm", "-f", "napper")
+
+
+def test_capabilities_drop_then_add_and_read_only(orc: Orc) -> None:
+    done = orc(
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "net_raw",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    )
+    assert done.stdout.split()[1] == f"{1 << 13:016x}"  # CAP_NET_RAW alone
+    done = orc("run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x || echo refused")
+    assert "refused" in done.stdout
+    bad = orc("run", "--rm", "--cap-add", "CAP_FLYING", "busybox", "true", check=False)
+    assert bad.returncode == 1 and "unknown capability" in bad.stderr
