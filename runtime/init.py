@@ -109,7 +109,7 @@ def warm_up_parsing() -> None:
     from runtime.specgen import default_spec
 
     sample = default_spec(["true"], rootfs="/")
-    for _ in range(3):
+    for _ in range(1):  # the first pass copies the pages and fills the caches
         Resources.from_oci(parse_config(sample, Path("/")).resources)
 
 

@@ -275,7 +275,7 @@ def _warm_up_setup(cgroup: Any, directory_hint: str) -> None:
 
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
     options = LaunchOptions(cgroup_root=directory_hint, cgroup_version=1)
-    for _ in range(3):
+    for _ in range(1):  # the first pass copies the pages and fills the caches
         _unfit(config, options, "_warm-up")
         cgroup.set(Resources())
         record = monitor.state_record("_warm-up", config, options, os.getpid(), cgroup)
