@@ -102,6 +102,15 @@ class Container:
         return self.directory / "bundle"
 
 
+@dataclass
+class Attached:
+    """Sockets to a container, connected before it started."""
+
+    waiter: Any  # the exit record arrives on it
+    console: Any = None  # joined to its terminal (-t)
+    stdin: Any = None  # what we send is its stdin (-i without -t)
+
+
 class Containers:
     """The containers under one state root."""
 
@@ -284,10 +293,10 @@ class Containers:
 
     def start(
         self, container: Container, attach: bool = False, terminal: tuple[int, int] | None = None
-    ) -> Any:
-        """Start the container; with ``attach``, return a socket connected before the start,
-        on which its exit record arrives (however quickly it exits). With ``terminal`` (rows,
-        columns) also join its terminal: returns (waiter, terminal socket)."""
+    ) -> Attached | None:
+        """Start the container. With ``attach``, the sockets it needs are connected before the
+        start, so that not even the quickest exit goes unheard: the exit record's, the terminal's
+        when it has one (``terminal`` is our rows and columns), its stdin's for ``-i``."""
         try:
             current = self.runtime.state(container.id)
         except NotFound:
@@ -298,6 +307,7 @@ class Containers:
             self.runtime.delete(container.id)
         options = container.options
         cleanup = (str(container.directory),) if options.auto_remove else ()
+        takes_stdin = options.interactive and not options.tty
         launch = self.runtime.create if attach else self.runtime.run
         launch(
             container.id,
@@ -306,13 +316,17 @@ class Containers:
             log_max_size=options.log_max_size,
             log_max_files=options.log_max_files,
             cleanup_paths=cleanup,
+            stdin=takes_stdin,
         )
         if not attach:
             return None
-        waiter = self.runtime.connect_waiter(container.id)
-        console = self.runtime.attach(container.id, *terminal) if terminal and options.tty else None
+        attached = Attached(self.runtime.connect_waiter(container.id))
+        if terminal and options.tty:
+            attached.console = self.runtime.attach(container.id, *terminal)
+        if takes_stdin:
+            attached.stdin = self.runtime.feed_stdin(container.id)
         self.runtime.start(container.id)
-        return (waiter, console) if terminal else waiter
+        return attached
 
     def status(self, container: Container) -> dict[str, Any]:
         info: dict[str, Any] = {

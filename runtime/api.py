@@ -79,6 +79,7 @@ class Runtime:
         inherit_stdio: bool = False,
         cleanup_paths: tuple[str, ...] = (),
         console_socket: str | None = None,
+        stdin: bool = False,
     ) -> st.ContainerState:
         st.validate_id(container_id)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -93,6 +94,7 @@ class Runtime:
             inherit_stdio=inherit_stdio,
             cleanup_paths=cleanup_paths,
             console_socket=console_socket,
+            stdin=stdin,
         )
         directory = self.root / container_id
         if self.fork_server:
@@ -177,6 +179,17 @@ class Runtime:
         if sock is None:
             raise StateError(container_id, "stopped", "attach to")
         sock.sendall(f"attach {rows} {columns}\n".encode())
+        return sock
+
+    def feed_stdin(self, container_id: str) -> Any:
+        """A socket whose bytes become the container's stdin (created with ``stdin=True``);
+        shutting its writing side down ends the container's input."""
+        from runtime.monitor import connect_waiter
+
+        sock = connect_waiter(self.state(container_id).directory)
+        if sock is None:
+            raise StateError(container_id, "stopped", "send input to")
+        sock.sendall(b"stdin\n")
         return sock
 
     def connect_waiter(self, container_id: str) -> Any:

@@ -49,6 +49,7 @@ class LaunchOptions:
     inherit_stdio: bool = False  # the container writes to our stdio instead of the log
     cleanup_paths: tuple[str, ...] = ()  # removed with the container's state once it ends (--rm)
     console_socket: str | None = None  # where to send the terminal's master (OCI --console-socket)
+    stdin: bool = False  # keep the container's stdin open for clients that attach with "stdin"
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,13 @@ def _monitor(
     mark("monitor")
     inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None  # before /dev/null takes 0-2
     devnull = become_monitor("orc-mon")
-    outputs = Outputs()
+    outputs = Outputs(stdin=options.stdin)
     init_stdio = (
         (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
     )
     setup_pid, from_setup = fork_setup(
         lambda to_monitor: _setup(container_id, config, directory, options, to_monitor, init_stdio),
-        close_in_child=(*outputs.ours(), report.fd),
+        close_in_child=(*outputs.monitor_side(), report.fd),
     )
     outputs.close_theirs()
     for fd in inherited or ():
@@ -204,21 +205,31 @@ def become_monitor(name: str) -> int:
 
 
 class Outputs:
-    """The pipes that carry the container's stdout and stderr to the monitor's log."""
+    """The pipes that carry the container's stdout and stderr to the monitor's log, and, when
+    asked for, its stdin from attached clients (otherwise stdin is /dev/null)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stdin: bool = False) -> None:
         self.out_r, self.out_w = os.pipe2(os.O_CLOEXEC)
         self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        self.in_r, self.in_w = os.pipe2(os.O_CLOEXEC) if stdin else (-1, -1)
 
     def for_init(self, devnull: int) -> tuple[int, int, int]:
-        return (devnull, self.out_w, self.err_w)
+        return (self.in_r if self.in_r >= 0 else devnull, self.out_w, self.err_w)
 
     def ours(self) -> tuple[int, int]:
         return (self.out_r, self.err_r)
 
+    def stdin_writer(self) -> int | None:
+        return self.in_w if self.in_w >= 0 else None
+
+    def monitor_side(self) -> tuple[int, ...]:
+        """Every end the monitor keeps (for children to close)."""
+        return (*self.ours(), *((self.in_w,) if self.in_w >= 0 else ()))
+
     def close_theirs(self) -> None:
-        os.close(self.out_w)
-        os.close(self.err_w)
+        for fd in (self.out_w, self.err_w, self.in_r):
+            if fd >= 0:
+                os.close(fd)
 
 
 def fork_setup(
@@ -314,6 +325,7 @@ def adopt(
         options.cleanup_paths,
         console,
         console_slave,
+        outputs.stdin_writer(),
     )
 
 
@@ -492,6 +504,7 @@ def _watch(
     cleanup_paths: tuple[str, ...],
     console: int | None = None,
     console_slave: int | None = None,
+    stdin_w: int | None = None,
 ) -> NoReturn:
     """Copy output to the log, serve waiters and attached clients, and notice the init's end
     through a pidfd (no signal handler: the less machinery the monitor runs, the less memory
@@ -499,7 +512,10 @@ def _watch(
 
     A client on monitor.sock that sends nothing is a waiter: it gets the exit record, one JSON
     line, when the container ends. One that sends ``attach ROWS COLS\n`` gets the terminal's
-    output as it comes, and what it sends goes to the terminal's input."""
+    output as it comes, and what it sends goes to the terminal's input. One that sends
+    ``stdin\n`` feeds the container's stdin (when it has one): its end of input is the
+    container's end of input. Writes to the container never block the monitor: what it does
+    not read yet waits here, and a feeder is not read while much waits."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
@@ -539,12 +555,45 @@ def _watch(
 
     reading: set[int] = set()
 
+    feeders: set[int] = set()
+
     def drop(fd: int) -> None:
         attached.discard(fd)
+        feeders.discard(fd)
         if fd in reading:
             reading.discard(fd)
             poller.unregister(fd)
         clients.pop(fd).close()
+
+    pending = bytearray()  # for the container's stdin, not yet read by it
+    stdin_state = {"fd": stdin_w, "eof": False, "waiting": False}
+    if stdin_w is not None:
+        os.set_blocking(stdin_w, False)
+
+    def flush_stdin() -> None:
+        fd = stdin_state["fd"]
+        if not isinstance(fd, int):
+            return
+        while pending:
+            try:
+                pending[: os.write(fd, pending)] = b""
+            except BlockingIOError:
+                break
+            except OSError:  # the container closed its stdin: what was left is dropped
+                pending.clear()
+        if pending and not stdin_state["waiting"]:
+            poller.register(fd, select.POLLOUT)
+            stdin_state["waiting"] = True
+        elif not pending and stdin_state["waiting"]:
+            poller.unregister(fd)
+            stdin_state["waiting"] = False
+        if not pending and stdin_state["eof"]:
+            os.close(fd)
+            stdin_state["fd"] = None
+        for feeder in feeders:  # read from feeders again only when little waits
+            if feeder in clients and feeder not in reading and len(pending) < 1 << 20:
+                reading.add(feeder)
+                poller.register(feeder, select.POLLIN)
 
     def from_client(fd: int) -> None:
         try:
@@ -555,18 +604,33 @@ def _watch(
             if fd in attached:  # its input ended; its output goes on until the container's end
                 reading.discard(fd)
                 poller.unregister(fd)
+            elif fd in feeders:
+                feeders.discard(fd)
+                drop(fd)
+                stdin_state["eof"] = True  # its end of input is the container's
+                flush_stdin()
             else:
                 drop(fd)
             return
-        if fd not in attached:
+        if fd not in attached and fd not in feeders:
             line, _, data = data.partition(b"\n")
             words = line.split()
-            if console is None or not words or words[0] != b"attach":
+            if words and words[0] == b"stdin" and stdin_state["fd"] is not None:
+                feeders.add(fd)
+            elif console is not None and words and words[0] == b"attach":
+                attached.add(fd)
+                if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
+                    _set_window(console, int(words[1]), int(words[2]))
+            else:
                 drop(fd)
                 return
-            attached.add(fd)
-            if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
-                _set_window(console, int(words[1]), int(words[2]))
+        if fd in feeders:
+            pending.extend(data)
+            flush_stdin()
+            if len(pending) >= 1 << 20 and fd in reading:
+                reading.discard(fd)
+                poller.unregister(fd)
+            return
         if data and console is not None:
             try:
                 os.write(console, data)
@@ -591,6 +655,8 @@ def _watch(
                 drain(fd)
             elif fd in clients:
                 from_client(fd)
+            elif fd == stdin_state["fd"]:
+                flush_stdin()
         if status is None and not streams:
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)

@@ -123,12 +123,12 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
             from_setup.close()
             for fd in outputs.ours():
                 os.close(fd)
-            outputs = Outputs()  # the shell's pipes went to the pre-made init, now gone
+            outputs = Outputs(stdin=options.stdin)  # the shell's pipes went to the pre-made init
             setup_pid, from_setup = monitor.fork_setup(
                 lambda to_monitor: monitor._setup(
                     container_id, source, directory, options, to_monitor, outputs.for_init(devnull)
                 ),
-                close_in_child=(*outputs.ours(), report.fd),
+                close_in_child=(*outputs.monitor_side(), report.fd),
             )
             outputs.close_theirs()
             monitor.adopt(
@@ -286,8 +286,8 @@ def _warm_up_setup(cgroup: Any, directory_hint: str) -> None:
 def _unfit(config: ContainerConfig, options: LaunchOptions, container_id: str) -> str | None:
     if config.clone_flags != POOL_CLONE_FLAGS or any(path for path in config.namespaces.values()):
         return "namespaces differ from the default set"
-    if options.inherit_stdio:
-        return "inherits stdio"
+    if options.inherit_stdio or options.stdin:
+        return "inherits stdio or takes stdin"
     taken = open_manager(
         container_id, root=options.cgroup_root, parent=options.cgroup_parent, version=1
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import sys
 from typing import Any
@@ -152,8 +153,6 @@ def _options(args: argparse.Namespace) -> Any:
     for item in args.label:
         key, _, value = item.partition("=")
         labels[key] = value
-    if args.interactive and not args.tty:
-        raise UserError("-i without -t is not supported yet: use -it for an interactive terminal")
     if args.pids_limit is not None and args.pids_limit == 0:
         raise UserError("--pids-limit must be positive, or -1 for unlimited")
     return ContainerOptions(
@@ -207,17 +206,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     terminal = window_size() if args.tty and not args.detach else None
     try:
-        started = containers.start(container, attach=not args.detach, terminal=terminal)
+        attached = containers.start(container, attach=not args.detach, terminal=terminal)
     except BaseException:
         containers.remove(container, force=True)
         raise
-    if args.detach:
+    if attached is None:
         print(container.id)
         return 0
-    if terminal:
-        waiter, console = started
-        return _attach_terminal(containers, container, waiter, console, remove=args.rm)
-    return _attach(containers, container, started, remove=args.rm)
+    if attached.console is not None:
+        return _attach_terminal(
+            containers, container, attached.waiter, attached.console, remove=args.rm
+        )
+    return _attach(containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin)
 
 
 def _attach_terminal(
@@ -244,7 +244,12 @@ def _attach_terminal(
 
 
 def _attach(
-    containers: Any, container: Any, sock: Any, remove: bool = False, offset: int = 0
+    containers: Any,
+    container: Any,
+    sock: Any,
+    remove: bool = False,
+    offset: int = 0,
+    stdin: Any = None,
 ) -> int:
     """Stream the container's log to our stdout/stderr until it exits; return its exit code.
 
@@ -252,6 +257,8 @@ def _attach(
     from runtime.state import load
 
     current = load(containers.runtime.root, container.id)
+    if stdin is not None:
+        _feed(stdin)
     reader = _LogTail(container.log_path, offset)
     received = b""
     try:
@@ -282,6 +289,22 @@ def _attach(
     return int(code) if code is not None else 1
 
 
+def _feed(sock: Any) -> None:
+    """Copy our stdin to the container's in the background; its end is the container's end."""
+    import socket
+    import threading
+
+    def pump() -> None:
+        try:
+            while data := os.read(0, 65536):
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
 class _LogTail:
     """Copies new log entries of a container to our stdout/stderr as they appear."""
 
@@ -308,17 +331,17 @@ def cmd_start(args: argparse.Namespace) -> int:
         # Attach to what this run writes, not to earlier runs' output (the log is rotated only
         # by size, so the offset is still right unless this run's first lines rotate it).
         offset = container.log_path.stat().st_size if container.log_path.exists() else 0
-        if args.attach and container.options.tty:
-            from runtime.attach import window_size
+        from runtime.attach import window_size
 
-            waiter, console = containers.start(container, attach=True, terminal=window_size())
-            status = _attach_terminal(containers, container, waiter, console)
-            continue
-        waiter = containers.start(container, attach=args.attach)
-        if args.attach:
-            status = _attach(containers, container, waiter, offset=offset)
-        else:
+        attached = containers.start(container, attach=args.attach, terminal=window_size())
+        if attached is None:
             print(container.name)
+        elif attached.console is not None:
+            status = _attach_terminal(containers, container, attached.waiter, attached.console)
+        else:
+            status = _attach(
+                containers, container, attached.waiter, offset=offset, stdin=attached.stdin
+            )
     return status
 
 

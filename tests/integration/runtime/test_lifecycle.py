@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -320,3 +321,25 @@ def test_pause_and_resume(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None
         time.sleep(0.02)
     rt.pause("frozen")
     rt.delete("frozen", force=True)  # a paused container can be force-deleted
+
+
+@pytest.mark.parametrize("fork_server", [False, True], ids=["direct", "fork-server"])
+def test_stdin_fed_by_a_client(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path, fork_server: bool
+) -> None:
+    """A large input through a container that echoes it: the monitor never blocks on the
+    container's stdin while its stdout waits to be read (no deadlock past a pipe's size)."""
+    from runtime.api import Runtime
+
+    rt = Runtime(state_root / "runtime", fork_server=fork_server)
+    b = bundle(tmp_path / "b", ["sh", "-c", "wc -c; echo done"], lower=busybox_rootfs)
+    log = tmp_path / "log"
+    rt.create("fed", b, log_path=str(log), stdin=True)
+    feeder = rt.feed_stdin("fed")
+    rt.start("fed")
+    feeder.sendall(b"x" * (3 << 20))  # 3 MiB, far more than a pipe holds
+    feeder.shutdown(socket.SHUT_WR)
+    assert rt.wait("fed", timeout=30)["exit_code"] == 0
+    feeder.close()
+    rt.delete("fed")
+    assert log_text(log).split() == [str(3 << 20), "done"]
