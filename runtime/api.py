@@ -26,6 +26,7 @@ from typing import Any
 
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
+from runtime.logs import timestamp
 from runtime.monitor import LaunchOptions, spawn, wait_exit
 from runtime.spec import ContainerConfig, load_bundle
 
@@ -138,7 +139,7 @@ class Runtime:
             fifo.unlink()
         except FileNotFoundError:
             pass
-        record = dict(current.record, started=st_timestamp())
+        record = dict(current.record, started=timestamp())
         st.write_json_atomic(current.directory / "state.json", record)
 
     def state(self, container_id: str) -> st.ContainerState:
@@ -337,9 +338,3 @@ def _stop_signal(current: st.ContainerState) -> int:
         return parse_signal(name) if name else signal.SIGTERM
     except ValueError:
         return signal.SIGTERM
-
-
-def st_timestamp() -> str:
-    from runtime.logs import timestamp
-
-    return timestamp()

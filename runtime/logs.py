@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,10 @@ def read(path: Path, tail: int | None = None) -> list[Entry]:
     return entries[-tail:] if tail is not None else entries
 
 
-def follow(path: Path, is_running: object, poll: float = 0.05) -> Iterator[Entry]:
+def follow(path: Path, is_running: Callable[[], bool], poll: float = 0.05) -> Iterator[Entry]:
     """Everything logged so far, then new lines until ``is_running()`` is false."""
     yield from read(path)
-    check = is_running if callable(is_running) else (lambda: False)
+    check = is_running
     f = open(path, "rb") if path.exists() else None  # noqa: SIM115
     if f:
         f.seek(0, os.SEEK_END)

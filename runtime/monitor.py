@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
 import select
 import shutil
@@ -746,7 +747,7 @@ def _finish(
             waiters.append(conn)
         except OSError:
             break
-    line = json_line(record).encode()
+    line = json.dumps(record).encode() + b"\n"
     for conn in waiters:
         try:
             conn.setblocking(True)
@@ -775,12 +776,6 @@ def _finish(
         shutil.rmtree(directory, ignore_errors=True)
     mark("finished")
     os._exit(0)
-
-
-def json_line(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record) + "\n"
 
 
 def _destroy_quietly(cgroup: Any) -> None:

@@ -346,13 +346,11 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    containers = _containers(args)
-    for name in args.containers:
-        container = containers.get(name)
-        containers.stop(container, args.time)
-        containers.start(container)
-        print(container.name)
-    return 0
+    def restart(cs: Any, c: Any) -> None:
+        cs.stop(c, args.time)
+        cs.start(c)
+
+    return _for_each(args, restart)
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -393,13 +391,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+def _for_each(args: argparse.Namespace, action: Any) -> int:
+    """Apply ``action(containers, container)`` to each named container, printing its name."""
     containers = _containers(args)
     for name in args.containers:
         container = containers.get(name)
-        containers.stop(container, args.time)
+        action(containers, container)
         print(container.name)
     return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _for_each(args, lambda cs, c: cs.stop(c, args.time))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -409,39 +412,19 @@ def cmd_kill(args: argparse.Namespace) -> int:
         sig = parse_signal(args.signal)
     except ValueError as exc:
         raise UserError(f"--signal: {exc}") from None
-    containers = _containers(args)
-    for name in args.containers:
-        container = containers.get(name)
-        containers.kill(container, sig)
-        print(container.name)
-    return 0
+    return _for_each(args, lambda cs, c: cs.kill(c, sig))
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    containers = _containers(args)
-    for name in args.containers:
-        container = containers.get(name)
-        containers.pause(container)
-        print(container.name)
-    return 0
+    return _for_each(args, lambda cs, c: cs.pause(c))
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
-    containers = _containers(args)
-    for name in args.containers:
-        container = containers.get(name)
-        containers.unpause(container)
-        print(container.name)
-    return 0
+    return _for_each(args, lambda cs, c: cs.unpause(c))
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    containers = _containers(args)
-    for name in args.containers:
-        container = containers.get(name)
-        containers.remove(container, force=args.force)
-        print(container.name)
-    return 0
+    return _for_each(args, lambda cs, c: cs.remove(c, force=args.force))
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
