@@ -92,13 +92,14 @@ class _Template:
     def launch(self, request: bytes, fds: list[int]) -> None:
         socket.send_fds(self.sock, [b"L" + request], fds)
 
-    def shell(self, cgroup_root: str, cgroup_parent: str) -> Any:
+    def shell(self, cgroup_root: str, cgroup_parent: str, staging: Path) -> Any:
         from runtime.pool import Shell
 
         ours, theirs = socket.socketpair(
             socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
         )
-        socket.send_fds(self.sock, [f"S{cgroup_root}\n{cgroup_parent}".encode()], [theirs.fileno()])
+        request = f"S{cgroup_root}\n{cgroup_parent}\n{staging}".encode()
+        socket.send_fds(self.sock, [request], [theirs.fileno()])
         theirs.close()
         pid = int(self.sock.recv(64))
         return Shell(pid, ours)
@@ -127,9 +128,9 @@ def _template_loop(sock: socket.socket) -> None:
             elif data[:1] == b"S":
                 from runtime.pool import fork_shell
 
-                root, _, parent = data[1:].decode().partition("\n")
+                root, parent, staging = data[1:].decode().split("\n")
                 control = socket.socket(fileno=os.dup(fds[0]))
-                pid = fork_shell(control, root, parent, own)
+                pid = fork_shell(control, root, parent, staging, own)
                 control.close()
                 sock.send(str(pid).encode())
         finally:
@@ -144,9 +145,10 @@ class _Pool:
 
     SIZE = 2
 
-    def __init__(self, enabled: bool, template: _Template) -> None:
+    def __init__(self, enabled: bool, template: _Template, staging: Path) -> None:
         self.enabled = enabled
         self.template = template
+        self.staging = staging  # where each shell's init mounts its kernel filesystems
         self.ready: list[Any] = []
         self.preparing: Any = None
         self.busy: Any = None  # handed over; we make the next once it has created its container
@@ -186,7 +188,7 @@ class _Pool:
             and self.preparing is None
             and len(self.ready) < self.SIZE
         ):
-            self.preparing = self.template.shell("/sys/fs/cgroup", "orchestrator")
+            self.preparing = self.template.shell("/sys/fs/cgroup", "orchestrator", self.staging)
 
     def take(self) -> Any:
         if not self.ready:
@@ -239,7 +241,9 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
 
         pool = detect_version("/sys/fs/cgroup") == 1 and not os.environ.get("ORCHESTRATOR_NO_POOL")
     template = _Template(inherited_by_no_one)
-    shells = _Pool(pool, template)
+    staging = root / "premade"
+    staging.mkdir(exist_ok=True)
+    shells = _Pool(pool, template, staging)
     last = time.monotonic()
     try:
         shells.fill()
@@ -285,7 +289,7 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
         if op == b"stop":
             return False
         if op == b"ping":
-            Channel(conn.fileno()).send(pong=os.getpid())
+            Channel(conn.fileno()).send(pong=os.getpid(), pool=len(shells.ready))
             return True
         if op != b"launch":
             raise Error(f"unknown request {op[:20]!r}")
@@ -339,6 +343,8 @@ def _preload() -> None:
         import runtime.cgroups.v2
     else:
         import runtime.cgroups.v1
+    import runtime.pool
+    import runtime.premount
     import runtime.users  # noqa: F401
 
 
@@ -473,13 +479,32 @@ _PASSED_ON = (
 )
 
 
+def pool_ready(root: Path) -> int:
+    """How many pre-made containers the fork server of ``root`` holds ready (0 without one)."""
+    try:
+        dirfd, address = _address(root)
+    except FileNotFoundError:
+        return 0
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(address)
+        sock.sendall(b"ping\n")
+        reply = Channel(sock.fileno()).receive()
+    except OSError:
+        return 0
+    finally:
+        sock.close()
+        os.close(dirfd)
+    return int((reply or {}).get("pool") or 0)
+
+
 def stop(root: Path, timeout: float = 5.0) -> None:
     """Ask the fork server of ``root`` to exit, and wait until it has (no-op when none runs)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         dirfd, address = _address(root)
     except FileNotFoundError:
         return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(address)
         sock.sendall(b"stop\n")

@@ -17,7 +17,7 @@ import resource
 import stat
 import termios
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from runtime import rootfs, users
 from runtime.channel import Channel
@@ -26,6 +26,9 @@ from runtime.linux import caps
 from runtime.linux import syscalls as sc
 from runtime.spec import NAMESPACE_FLAGS, ContainerConfig
 from runtime.trace import mark
+
+if TYPE_CHECKING:
+    from runtime.premount import Premounted
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Namespaces created by the monitor before forking us (pid) or by an earlier step (user).
@@ -75,25 +78,46 @@ POOL_NAMESPACES = (
 )
 
 
-def run_premade(to_setup: Channel, from_setup: Channel, stdio: tuple[int, int, int]) -> NoReturn:
+def run_premade(
+    to_setup: Channel,
+    from_setup: Channel,
+    requests: Channel,
+    stdio: tuple[int, int, int],
+    staging: str,
+) -> NoReturn:
     """An init made before its container was asked for (the fork server's pool): PID 1 of its
-    own PID namespace, already in its cgroup, it enters the default namespaces, then waits for
-    ``{"config": ..., "bundle": ..., "fifo": ...}`` and goes on as ``run`` does."""
-    from pathlib import Path
-
-    from runtime.spec import parse_config
+    own PID namespace, already in its cgroup, it enters the default namespaces and mounts the
+    default kernel filesystems under ``staging``. Then it reads the launch request on
+    ``requests`` and builds the container while the setup child gives the cgroup its name and
+    limits; it runs the program once the setup child says ``go``."""
+    from runtime import premount
+    from runtime.pool import parse_request, read_request, unfit
 
     try:
         os.setsid()
         sc.unshare(POOL_NAMESPACES)
+        rootfs.make_slave()
+        try:
+            premounted: premount.Premounted | None = premount.prepare(staging)
+        except OSError:
+            premounted = None  # a kernel without one of them: the request mounts them itself
         warm_up_parsing()
         to_setup.send(prepared=True)
-        message = from_setup.receive()
-        if not message or "config" not in message:
+        request = read_request(requests.fd)
+        requests.close()
+        if not request:
             os._exit(0)  # the pool is closing
         mark("init")
-        config = parse_config(message["config"], Path(message["bundle"]))
-        ready = prepare(config, message.get("fifo"), lambda: None)
+        _, source, directory, options = parse_request(request)
+        config = source() if callable(source) else source
+        if unfit(config, options):
+            from_setup.receive()  # the setup child ends us and starts the container its own way
+            os._exit(0)
+        fifo = str(directory / "exec.fifo") if options.create_only else None
+        ready = prepare(config, fifo, lambda: None, premounted)
+        go = from_setup.receive()
+        if not go or not go.get("go"):
+            os._exit(1)
     except Exception as exc:
         _report_and_exit(to_setup, describe(exc))
     _start(config, ready, to_setup, from_setup, stdio)
@@ -120,15 +144,24 @@ def _start(
     from_monitor: Channel,
     stdio: tuple[int, int, int],
 ) -> NoReturn:
+    fds: tuple[int, ...] = ()
     if ready.console:
         master, slave = ready.console
         # The monitor keeps the master, and a copy of the slave: with the slave open there, the
         # master never reports a hang-up that could lose the last output of a quick exit.
-        to_monitor.send(ready=True, fds=(master, slave))
-        os.close(master)
+        fds = (master, slave)
         stdio = (slave, slave, slave)
-    else:
-        to_monitor.send(ready=True)
+    # The monitor holds our mount namespace until it has recorded our exit: otherwise the
+    # exit itself would take it down (every mount, and an RCU grace period) before the kernel
+    # lets anyone know we ended.
+    try:
+        fds = (*fds, os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        to_monitor.send(ready=True, fds=fds, mount_ns=True)
+    except OSError:  # a container without /proc
+        to_monitor.send(ready=True, fds=fds)
+    for fd in fds:
+        if not ready.console or fd != ready.console[1]:
+            os.close(fd)
     to_monitor.close()
     from_monitor.close()
     try:
@@ -168,18 +201,22 @@ class Ready:
 
 
 def prepare(
-    config: ContainerConfig, exec_fifo: str | None, join_cgroup: Callable[[], None]
+    config: ContainerConfig,
+    exec_fifo: str | None,
+    join_cgroup: Callable[[], None],
+    premounted: Premounted | None = None,
 ) -> Ready:
-    """Everything after the namespaces: root filesystem, pivot, checks and limits."""
+    """Everything after the namespaces: root filesystem, pivot, checks and limits.
+    ``premounted``: the kernel filesystems a pre-made init mounted ahead (runtime.premount)."""
     if config.hostname:
         sc.sethostname(config.hostname)
     if config.domainname:
         sc.setdomainname(config.domainname)
     fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else None
-    rootfs.mount_rootfs(config)
+    rootfs.mount_rootfs(config, propagation_done=premounted is not None)
     rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        rootfs.apply_mounts(config, rootfd, join_cgroup)
+        moved = rootfs.apply_mounts(config, rootfd, join_cgroup, premounted)
         join_cgroup()
         mark("init-mounted")
         rootfs.pivot(rootfd)
@@ -187,8 +224,9 @@ def prepare(
     finally:
         os.close(rootfd)
     apply_sysctls(config.sysctl)
-    rootfs.mask_paths(config.masked_paths)
-    rootfs.readonly_paths(config.readonly_paths)
+    masked, readonly = premounted.done_masks(moved) if premounted else (frozenset(), frozenset())
+    rootfs.mask_paths(p for p in config.masked_paths if p not in masked)
+    rootfs.readonly_paths(p for p in config.readonly_paths if p not in readonly)
     if config.root_readonly:
         rootfs.remount_root_readonly()
     user = resolve_user(config)

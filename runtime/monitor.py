@@ -272,34 +272,39 @@ def adopt(
     listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
     terminal = from_setup.take_fds()  # the terminal's master and slave, if one was asked for
+    # (and last, the init's mount namespace: held until the exit is recorded)
+    mount_ns = terminal.pop() if message and message.get("mount_ns") and terminal else None
     console = terminal[0] if terminal else None
     console_slave = terminal[1] if len(terminal) > 1 else None
     from_setup.close()
-    _reap(setup_pid)
     cgroup = _CgroupHandle(container_id, options)
     if not message or "pid" not in message:
+        _reap(setup_pid)
         # The setup child may have died, or lost the privilege to clean up (in a user namespace).
         cgroup.remove_all()
         raise SetupError(
             (message or {}).get("error") or "container setup failed: the setup process died"
         )
     pid = int(message["pid"])
+
+    def give_up() -> None:
+        os.kill(pid, signal.SIGKILL)
+        _reap(setup_pid)
+        _reap(pid)
+        cgroup.remove_all()
+
     if "record" in message:
         try:
             # The setup child could not write it: it is unprivileged in a user namespace.
             write_json_atomic(directory / "state.json", message["record"])
         except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-            cgroup.remove_all()
+            give_up()
             raise
     if console is not None and options.console_socket:
         try:
             send_console(options.console_socket, console)
         except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-            cgroup.remove_all()
+            give_up()
             raise
         os.close(console)
         console = None
@@ -327,6 +332,8 @@ def adopt(
         console,
         console_slave,
         outputs.stdin_writer(),
+        setup_pid,
+        mount_ns,
     )
 
 
@@ -447,12 +454,10 @@ def _setup(
             _reap(pid)
         _destroy_quietly(cgroup)
         raise
-    console = tuple(from_init.take_fds())  # the terminal's master, when one was asked for
-    if new_userns:
-        to_monitor.send(pid=pid, record=record, fds=console)
-    else:
-        to_monitor.send(pid=pid, fds=console)
-    for fd in console:
+    fds = tuple(from_init.take_fds())  # the terminal's master and slave, the mount namespace
+    extra = {"record": record} if new_userns else {}
+    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")), **extra)
+    for fd in fds:
         os.close(fd)
 
 
@@ -506,6 +511,8 @@ def _watch(
     console: int | None = None,
     console_slave: int | None = None,
     stdin_w: int | None = None,
+    setup_pid: int = 0,
+    mount_ns: int | None = None,
 ) -> NoReturn:
     """Copy output to the log, serve waiters and attached clients, and notice the init's end
     through a pidfd (no signal handler: the less machinery the monitor runs, the less memory
@@ -516,7 +523,10 @@ def _watch(
     output as it comes, and what it sends goes to the terminal's input. One that sends
     ``stdin\n`` feeds the container's stdin (when it has one): its end of input is the
     container's end of input. Writes to the container never block the monitor: what it does
-    not read yet waits here, and a feeder is not read while much waits."""
+    not read yet waits here, and a feeder is not read while much waits.
+
+    The setup child may still be exiting as the watch begins (waiting for it would delay the
+    report); until it has, the init is its child, not ours: it is reaped before the init."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
@@ -651,6 +661,7 @@ def _watch(
                     pass
             elif fd == pidfd:
                 poller.unregister(pidfd)
+                _reap(setup_pid)
                 status = _reap_children(pid)
             elif fd in streams:
                 drain(fd)
@@ -659,6 +670,7 @@ def _watch(
             elif fd == stdin_state["fd"]:
                 flush_stdin()
         if status is None and not streams:
+            _reap(setup_pid)
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)
     for fd in list(streams):
@@ -673,7 +685,7 @@ def _watch(
         log.close()
     for fd in list(attached):
         drop(fd)  # an attached client sees the end of its stream; waiters get the exit record
-    _finish(directory, status, cgroup, list(clients.values()), listener, cleanup_paths)
+    _finish(directory, status, cgroup, list(clients.values()), listener, cleanup_paths, mount_ns)
 
 
 def _set_window(console: int, rows: int, columns: int) -> None:
@@ -720,6 +732,7 @@ def _finish(
     waiters: list[socket.socket],
     listener: socket.socket,
     cleanup_paths: tuple[str, ...],
+    mount_ns: int | None = None,
 ) -> NoReturn:
     mark("exited")
     oom = False
@@ -757,6 +770,8 @@ def _finish(
             pass
     listener.close()
     mark("notified")
+    if mount_ns is not None:
+        os.close(mount_ns)  # the container's mounts go now
     # Cleanup after the news: whoever reuses the name waits for this process to end (delete).
     try:
         if cgroup.pids():  # without a PID namespace, the init's children may outlive it

@@ -68,34 +68,45 @@ class Shell:
 
 
 def fork_shell(
-    control: socket.socket, cgroup_root: str, cgroup_parent: str, close_in_child: tuple[int, ...]
+    control: socket.socket,
+    cgroup_root: str,
+    cgroup_parent: str,
+    staging: str,
+    close_in_child: tuple[int, ...],
 ) -> int:
-    """Fork a shell whose end of the control socket is ``control``; returns its pid."""
+    """Fork a shell whose end of the control socket is ``control``; returns its pid. Its init
+    mounts the default kernel filesystems under ``staging`` (runtime.premount)."""
     pid = os.fork()
     if pid == 0:
         gc.freeze()  # as in monitor.fork_monitor: a collection would copy every shared page
         try:
             for fd in close_in_child:
                 os.close(fd)
-            _shell(control, cgroup_root, cgroup_parent)
+            _shell(control, cgroup_root, cgroup_parent, staging)
         finally:
             os._exit(0)
     return pid
 
 
-def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoReturn:
+def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str, staging: str) -> NoReturn:
     """The shell's monitor: wait for a request, then serve it as any monitor does."""
     devnull = monitor.become_monitor("orc-pool")
     pool_name = POOL_PREFIX + secrets.token_hex(6)
     outputs = Outputs()
     to_setup_r, to_setup = pipe_pair()
+    to_init_r, to_init = pipe_pair()  # the request goes to the init too, to work in parallel
     setup_pid, from_setup = monitor.fork_setup(
         lambda to_monitor: _premade_setup(
-            pool_name, cgroup_root, cgroup_parent, to_setup_r, to_monitor, outputs.for_init(devnull)
+            _Shape(pool_name, cgroup_root, cgroup_parent, staging),
+            to_setup_r,
+            to_init_r,
+            to_monitor,
+            outputs.for_init(devnull),
         ),
-        close_in_child=(*outputs.ours(), to_setup.fd, control.fileno()),
+        close_in_child=(*outputs.ours(), to_setup.fd, to_init.fd, control.fileno()),
     )
     to_setup_r.close()
+    to_init_r.close()
     outputs.close_theirs()
     prepared = from_setup.receive()
     try:
@@ -106,14 +117,22 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str) -> NoRe
         data, fds = b"", []
     if not data or not fds:
         control.close()
+        to_init.close()
         _abandon(setup_pid, to_setup, from_setup, pool_name, cgroup_root, cgroup_parent)
     report = Channel(fds[0])
     try:
-        container_id, source, directory, options = _parse_request(data)
+        container_id, source, directory, options = parse_request(data)
         comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         os.write(comm, b"orc-mon")
         os.close(comm)
-        os.write(to_setup.fd, data)  # as it came: re-encoding it would only cost us memory
+        # As it came (re-encoding it would only cost us memory); the init first, which has more
+        # to do: it builds the root filesystem while the setup child renames the cgroup.
+        try:
+            _write_all(to_init.fd, data)
+        except BrokenPipeError:
+            pass  # the init died: the setup child finds out and says so
+        to_init.close()
+        _write_all(to_setup.fd, data)
         message = from_setup.receive()
         if message and message.get("fallback"):
             # The pre-made init does not fit: clear the shell away, then start the usual way.
@@ -175,21 +194,37 @@ class _Replay(Channel):
         return super().receive()
 
 
-def _parse_request(data: bytes) -> monitor.MonitorArgs:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def parse_request(data: bytes) -> monitor.MonitorArgs:
     from runtime.forkserver import _arguments
 
     return _arguments(data)
 
 
+class _Shape:
+    """Where a shell lives: its cgroup's name, root and parent, and its staging directory."""
+
+    def __init__(self, pool_name: str, cgroup_root: str, cgroup_parent: str, staging: str):
+        self.pool_name = pool_name
+        self.cgroup_root = cgroup_root
+        self.cgroup_parent = cgroup_parent
+        self.staging = staging
+
+
 def _premade_setup(
-    pool_name: str,
-    cgroup_root: str,
-    cgroup_parent: str,
+    shape: _Shape,
     from_monitor: Channel,
+    init_requests: Channel,
     to_monitor: Channel,
     init_stdio: tuple[int, int, int],
 ) -> None:
-    cgroup = open_manager(pool_name, root=cgroup_root, parent=cgroup_parent, version=1)
+    cgroup_root = shape.cgroup_root
+    cgroup = open_manager(shape.pool_name, root=cgroup_root, parent=shape.cgroup_parent, version=1)
     cgroup.create()
     pid = 0
     try:
@@ -204,9 +239,10 @@ def _premade_setup(
                 from_monitor.close()
                 from_init.close()
                 to_init.close()
-                init.run_premade(to_setup, from_setup, init_stdio)
+                init.run_premade(to_setup, from_setup, init_requests, init_stdio, shape.staging)
             finally:
                 os._exit(1)
+        init_requests.close()
         for fd in init_stdio:
             if fd > 2:
                 os.close(fd)
@@ -218,13 +254,13 @@ def _premade_setup(
         if not prepared or not prepared.get("prepared"):
             raise SetupError((prepared or {}).get("error") or "the pre-made init died")
         to_monitor.send(prepared=True)
-        request = _read_request(from_monitor.fd)
+        request = read_request(from_monitor.fd)
         if not request:
             return  # the pool is closing: the init dies with us (PID 1 of a namespace we own)
         mark("premade-request")
-        container_id, source, directory, options = _parse_request(request)
+        container_id, source, directory, options = parse_request(request)
         config = source() if not isinstance(source, ContainerConfig) else source
-        reason = _unfit(config, options, container_id)
+        reason = unfit(config, options) or _cgroup_taken(options, container_id)
         if reason:
             os.kill(pid, signal.SIGKILL)
             monitor._reap(pid)
@@ -237,28 +273,32 @@ def _premade_setup(
             raise SetupError(f"config.json: linux.resources: {exc}") from None
         cgroup = cgroup.rename(container_id)
         cgroup.set(resources)
-        fifo = str(directory / "exec.fifo") if options.create_only else None
-        to_init.send(config=config.raw, bundle=str(config.bundle), fifo=fifo)
+        # Written while the init still works (its pid is known): off the start's path. Should
+        # the init fail, the caller removes the whole directory.
+        record = monitor.state_record(container_id, config, options, pid, cgroup)
+        write_json_atomic(directory / "state.json", record)
+        try:
+            to_init.send(go=True)  # the cgroup is the container's: the init may run its program
+        except BrokenPipeError:
+            pass  # it failed: its reply says why
         reply = from_init.receive()
         if not reply or not reply.get("ready"):
             monitor._reap(pid)
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
-        record = monitor.state_record(container_id, config, options, pid, cgroup)
-        write_json_atomic(directory / "state.json", record)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
             monitor._reap(pid)
         raise
-    console = tuple(from_init.take_fds())
-    to_monitor.send(pid=pid, fds=console)
-    for fd in console:
+    fds = tuple(from_init.take_fds())
+    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")))
+    for fd in fds:
         os.close(fd)
 
 
-def _read_request(fd: int) -> bytes:
+def read_request(fd: int) -> bytes:
     """The launch request the monitor passes on (three lines), or b"" when the pool closes."""
     data = b""
     while data.count(b"\n") < 3:
@@ -276,18 +316,24 @@ def _warm_up_setup(cgroup: Any, directory_hint: str) -> None:
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
     options = LaunchOptions(cgroup_root=directory_hint, cgroup_version=1)
     for _ in range(1):  # the first pass copies the pages and fills the caches
-        _unfit(config, options, "_warm-up")
+        unfit(config, options)
+        _cgroup_taken(options, "_warm-up")
         cgroup.set(Resources())
         record = monitor.state_record("_warm-up", config, options, os.getpid(), cgroup)
         json.dumps(record)
         json.dumps(config.raw)
 
 
-def _unfit(config: ContainerConfig, options: LaunchOptions, container_id: str) -> str | None:
+def unfit(config: ContainerConfig, options: LaunchOptions) -> str | None:
+    """Why a pre-made init cannot serve ``config`` (None when it can)."""
     if config.clone_flags != POOL_CLONE_FLAGS or any(path for path in config.namespaces.values()):
         return "namespaces differ from the default set"
     if options.inherit_stdio or options.stdin:
         return "inherits stdio or takes stdin"
+    return None
+
+
+def _cgroup_taken(options: LaunchOptions, container_id: str) -> str | None:
     taken = open_manager(
         container_id, root=options.cgroup_root, parent=options.cgroup_parent, version=1
     )

@@ -11,14 +11,19 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.spec import ContainerConfig, Mount
 
+if TYPE_CHECKING:
+    from runtime.premount import Premounted
+
 IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+AT_FDCWD = -100
 
 # (name, kind, major, minor, mode): the minimal /dev every container gets.
 DEFAULT_DEVICES = (
@@ -36,6 +41,17 @@ DEV_LINKS = (
     ("stderr", "/proc/self/fd/2"),
     ("core", "/proc/kcore"),
 )
+
+
+# The kernel filesystem trees a container gets by default (see runtime.premount).
+TREES = ("/proc", "/dev", "/sys")
+
+
+def tree_of(destination: str) -> str | None:
+    for tree in TREES:
+        if destination == tree or destination.startswith(tree + "/"):
+            return tree
+    return None
 
 
 def fd_path(fd: int) -> str:
@@ -96,10 +112,12 @@ def ensure_file(rootfd: int, path: str) -> int:
     return open_in_root(rootfd, rel, os.O_PATH)
 
 
-def mount_rootfs(config: ContainerConfig) -> None:
-    """Make our mounts invisible to the host, then mount the root (overlay or bind) on itself."""
+def mount_rootfs(config: ContainerConfig, propagation_done: bool = False) -> None:
+    """Make our mounts invisible to the host, then mount the root (overlay or bind) on itself.
+    ``propagation_done``: the caller made "/" a slave already."""
     # Propagation first: no mount we make may reach the host's namespace.
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+    if not propagation_done:
+        make_slave()
     if config.rootfs_propagation & (sc.MS_PRIVATE | sc.MS_SLAVE | sc.MS_SHARED):
         sc.mount(None, "/", None, config.rootfs_propagation)
     root = str(config.root_path)
@@ -110,6 +128,10 @@ def mount_rootfs(config: ContainerConfig) -> None:
         )
     else:
         sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+
+
+def make_slave() -> None:
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
 
 
 def mount_overlay(lowerdirs: tuple[str, ...], upper: str, work: str, target: str) -> None:
@@ -138,24 +160,36 @@ def mount_overlay(lowerdirs: tuple[str, ...], upper: str, work: str, target: str
 
 
 def apply_mounts(
-    config: ContainerConfig, rootfd: int, before_cgroup_mount: Callable[[], None]
-) -> None:
+    config: ContainerConfig,
+    rootfd: int,
+    before_cgroup_mount: Callable[[], None],
+    premounted: Premounted | None = None,
+) -> frozenset[str]:
+    """Mount ``config.mounts`` in order; a tree of ``premounted`` that fits the config moves in
+    whole instead. Returns the trees so moved."""
+    moved = premounted.fitting(config) if premounted else frozenset()
     for m in config.mounts:
+        tree = tree_of(m.destination) if moved else None
+        if tree in moved:
+            if tree == m.destination:
+                assert premounted is not None
+                premounted.move_into(rootfd, tree)
+            continue
         if m.type == "cgroup":
             before_cgroup_mount()
         try:
-            _mount_one(config, rootfd, m)
+            mount_one(config, rootfd, m)
         except SetupError:
             raise
         except OSError as exc:
             raise SetupError(f"mount {m.type} on {m.destination}: {exc.strerror}") from None
-    if not any(m.destination == "/dev" for m in config.mounts):
-        return
-    with opened(open_in_root(rootfd, "dev", os.O_RDONLY | os.O_DIRECTORY)) as devfd:
-        make_devices(config, devfd)
+    if any(m.destination == "/dev" for m in config.mounts):
+        with opened(open_in_root(rootfd, "dev", os.O_RDONLY | os.O_DIRECTORY)) as devfd:
+            make_devices(config, devfd, defaults="/dev" not in moved)
+    return moved
 
 
-def _mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
+def mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
     if m.type == "cgroup":
         if "user" in config.namespaces:
             # cgroup v1 hierarchies cannot be mounted from a user namespace: an empty,
@@ -223,10 +257,11 @@ def _mount_cgroup(rootfd: int, m: Mount) -> None:
             sc.mount(None, fd_path(fd), None, sc.MS_REMOUNT | sc.MS_BIND | base | sc.MS_RDONLY)
 
 
-def make_devices(config: ContainerConfig, devfd: int) -> None:
-    """Device nodes on the container's fresh /dev tmpfs; bind-mounted from the host in a user ns."""
+def make_devices(config: ContainerConfig, devfd: int, defaults: bool = True) -> None:
+    """Device nodes on the container's fresh /dev tmpfs; bind-mounted from the host in a user ns.
+    ``defaults`` false: only the config's own, the default ones and links exist already."""
     in_userns = "user" in config.namespaces
-    devices = list(DEFAULT_DEVICES)
+    devices = list(DEFAULT_DEVICES) if defaults else []
     for d in config.raw.get("linux", {}).get("devices", []) or []:
         path = d.get("path", "")
         if not path.startswith("/dev/") or ".." in path:
@@ -261,6 +296,8 @@ def make_devices(config: ContainerConfig, devfd: int) -> None:
                     os.mknod(name, kind | mode, os.makedev(major, minor), dir_fd=devfd)
                 except FileExistsError:
                     pass
+        if not defaults:
+            return
         for name, target in DEV_LINKS:
             try:
                 os.symlink(target, name, dir_fd=devfd)
@@ -286,13 +323,20 @@ def pivot(rootfd: int) -> None:
     os.chdir("/")
 
 
-def mask_paths(paths: tuple[str, ...]) -> None:
-    """Hide host information Docker hides: a read-only empty tmpfs on dirs, /dev/null on files."""
+def _open_no_symlinks(root: int, path: str) -> int:
+    """``path`` below ``root`` (AT_FDCWD: the process root), through no symlink at all."""
+    if root == AT_FDCWD:
+        return sc.openat2(
+            root, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS
+        )
+    return sc.openat2(root, path.lstrip("/"), os.O_PATH, 0, IN_ROOT | sc.RESOLVE_NO_SYMLINKS)
+
+
+def mask_paths(paths: Iterable[str], root: int = AT_FDCWD, null: str = "/dev/null") -> None:
+    """Hide host information Docker hides: a read-only empty tmpfs on dirs, ``null`` on files."""
     for path in paths:
         try:
-            fd = sc.openat2(
-                -100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS
-            )
+            fd = _open_no_symlinks(root, path)
         except OSError:
             continue  # absent in this kernel or image
         with opened(fd):
@@ -300,22 +344,18 @@ def mask_paths(paths: tuple[str, ...]) -> None:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, "size=0")
             else:
-                sc.mount("/dev/null", target, None, sc.MS_BIND)
+                sc.mount(null, target, None, sc.MS_BIND)
 
 
-def readonly_paths(paths: tuple[str, ...]) -> None:
+def readonly_paths(paths: Iterable[str], root: int = AT_FDCWD) -> None:
     for path in paths:
         try:
-            fd = sc.openat2(
-                -100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS
-            )
+            fd = _open_no_symlinks(root, path)
         except OSError:
             continue
         with opened(fd):
             sc.mount(fd_path(fd), fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
-        with opened(
-            sc.openat2(-100, path, os.O_PATH, 0, sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS)
-        ) as fd:
+        with opened(_open_no_symlinks(root, path)) as fd:  # the new mount, on top
             flags = (
                 sc.MS_BIND
                 | sc.MS_REMOUNT

@@ -60,12 +60,16 @@ def test_cpu_quota_slows_a_busy_loop(rt: Any, tmp_path: Path, busybox_rootfs: Pa
     loop = "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done"
 
     def timed(name: str, resources: dict[str, Any]) -> float:
-        started = time.monotonic()
-        result, _ = run(
-            rt, tmp_path, busybox_rootfs, ["sh", "-c", loop], name=name, linux__resources=resources
+        b = bundle(
+            tmp_path / name, ["sh", "-c", loop], lower=busybox_rootfs, linux__resources=resources
         )
+        rt.run(name, b)
+        started = time.monotonic()  # the launch itself is not what the quota slows
+        result = rt.wait(name, timeout=60)
+        elapsed = time.monotonic() - started
+        rt.delete(name)
         assert result["exit_code"] == 0
-        return time.monotonic() - started
+        return elapsed
 
     free = timed("free", {})
     slow = timed("slow", {"cpu": {"quota": 10000, "period": 100000}})  # a tenth of a CPU
