@@ -59,7 +59,11 @@ class Runtime:
     def run(
         self, container_id: str, bundle: str | os.PathLike[str], **options: Any
     ) -> st.ContainerState:
-        return self._launch(container_id, load_bundle(bundle), create_only=False, **options)
+        from runtime.trace import mark
+
+        c = load_bundle(bundle)
+        mark("loaded")
+        return self._launch(container_id, c, create_only=False, **options)
 
     def launch(
         self, container_id: str, config: ContainerConfig, *, create_only: bool, **options: Any
@@ -249,9 +253,9 @@ class Runtime:
                 self.resume(container_id)
             self.kill(container_id, signal.SIGKILL)
             self.wait(container_id)
-        elif current.exit is None:
+        self.wait_monitor_gone(current)  # a live monitor is still removing the cgroup
+        if current.status == st.STOPPED and current.exit is None:
             self._cleanup_orphan(current)
-        self.wait_monitor_gone(current)
         shutil.rmtree(current.directory, ignore_errors=True)
 
     def pause(self, container_id: str) -> None:
@@ -326,7 +330,9 @@ def _preload_cgroups(root: str) -> int:
     if version == 2:
         import runtime.cgroups.v2
     else:
-        import runtime.cgroups.v1  # noqa: F401
+        import runtime.cgroups.v1
+
+        runtime.cgroups.v1.layout(root)
     return version
 
 

@@ -41,6 +41,7 @@ from runtime.monitor import (
     prepare_directory,
 )
 from runtime.spec import ContainerConfig, parse_config
+from runtime.trace import mark
 
 # The protocol version is in the name: a server of an older version is never spoken to.
 PROTOCOL = 2
@@ -130,7 +131,11 @@ def _template_loop(sock: socket.socket) -> None:
 
                 root, parent, staging = data[1:].decode().split("\n")
                 control = socket.socket(fileno=os.dup(fds[0]))
+                if os.environ.get("ORC_IDLE"):
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
                 pid = fork_shell(control, root, parent, staging, own)
+                if os.environ.get("ORC_IDLE"):
+                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 control.close()
                 sock.send(str(pid).encode())
         finally:
@@ -143,7 +148,7 @@ class _Pool:
     time and only while no handed-over one is still starting (making one contends for the
     cgroup lock with a start), handed out only once they say they are ready."""
 
-    SIZE = 2
+    SIZE = int(os.environ.get("ORC_POOL_SIZE", "2"))
 
     def __init__(self, enabled: bool, template: _Template, staging: Path) -> None:
         self.enabled = enabled
@@ -169,12 +174,8 @@ class _Pool:
             self.busy = None
         preparing = self.preparing
         if preparing is not None and preparing.control in readable:
-            try:
-                said = preparing.control.recv(16)
-            except OSError:
-                said = b""
             self.preparing = None
-            if said == b"ready":
+            if preparing.prepared():
                 self.ready.append(preparing)
             else:
                 preparing.close()
@@ -182,6 +183,10 @@ class _Pool:
         self.fill()
 
     def fill(self) -> None:
+        if os.environ.get("ORC_NO_REFILL") and getattr(self, "_filled", False):
+            return
+        if len(self.ready) + 1 >= self.SIZE:
+            self._filled = True
         if (
             self.enabled
             and self.busy is None
@@ -299,6 +304,7 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
                 raise Error("truncated request")
             data += more
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 3 else None
+        mark("server-got")
         shell = shells.take() if stdio is None else None
         if shell is not None:
             shell.hand_over(data, conn.fileno())
@@ -343,9 +349,11 @@ def _preload() -> None:
         import runtime.cgroups.v2
     else:
         import runtime.cgroups.v1
+
+        runtime.cgroups.v1.layout("/sys/fs/cgroup")
     import runtime.pool
     import runtime.premount
-    import runtime.users  # noqa: F401
+    import runtime.users
 
 
 def _warm_up(root: Path, rounds: int = 30) -> None:
@@ -417,6 +425,7 @@ class ForkServerClient:
                     json.dumps(config.raw).encode(),
                 )
                 fds = [0, 1, 2] if options.inherit_stdio else []
+                mark("client-send")
                 sent = socket.send_fds(sock, [payload], fds) if fds else sock.send(payload)
                 if sent < len(payload):
                     sock.sendall(payload[sent:])
@@ -476,6 +485,10 @@ _PASSED_ON = (
     "ORCHESTRATOR_TRACE",
     "ORCHESTRATOR_FORKSERVER_IDLE",
     "ORCHESTRATOR_NO_POOL",
+    "ORC_CLEAN_IDLE",
+    "ORC_POOL_SIZE",
+    "ORC_NO_REFILL",
+    "ORC_IDLE",
 )
 
 

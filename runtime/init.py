@@ -78,51 +78,6 @@ POOL_NAMESPACES = (
 )
 
 
-def run_premade(
-    to_setup: Channel,
-    from_setup: Channel,
-    requests: Channel,
-    stdio: tuple[int, int, int],
-    staging: str,
-) -> NoReturn:
-    """An init made before its container was asked for (the fork server's pool): PID 1 of its
-    own PID namespace, already in its cgroup, it enters the default namespaces and mounts the
-    default kernel filesystems under ``staging``. Then it reads the launch request on
-    ``requests`` and builds the container while the setup child gives the cgroup its name and
-    limits; it runs the program once the setup child says ``go``."""
-    from runtime import premount
-    from runtime.pool import parse_request, read_request, unfit
-
-    try:
-        os.setsid()
-        sc.unshare(POOL_NAMESPACES)
-        rootfs.make_slave()
-        try:
-            premounted: premount.Premounted | None = premount.prepare(staging)
-        except OSError:
-            premounted = None  # a kernel without one of them: the request mounts them itself
-        warm_up_parsing()
-        to_setup.send(prepared=True)
-        request = read_request(requests.fd)
-        requests.close()
-        if not request:
-            os._exit(0)  # the pool is closing
-        mark("init")
-        _, source, directory, options = parse_request(request)
-        config = source() if callable(source) else source
-        if unfit(config, options):
-            from_setup.receive()  # the setup child ends us and starts the container its own way
-            os._exit(0)
-        fifo = str(directory / "exec.fifo") if options.create_only else None
-        ready = prepare(config, fifo, lambda: None, premounted)
-        go = from_setup.receive()
-        if not go or not go.get("go"):
-            os._exit(1)
-    except Exception as exc:
-        _report_and_exit(to_setup, describe(exc))
-    _start(config, ready, to_setup, from_setup, stdio)
-
-
 def warm_up_parsing() -> None:
     """Parse a sample config while nobody waits: the first parse in a freshly forked process
     copies pages and fills caches, milliseconds better spent before the request than after."""
@@ -156,7 +111,9 @@ def _start(
     # lets anyone know we ended.
     try:
         fds = (*fds, os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        mark("nsopen")
         to_monitor.send(ready=True, fds=fds, mount_ns=True)
+        mark("sentready")
     except OSError:  # a container without /proc
         to_monitor.send(ready=True, fds=fds)
     for fd in fds:
@@ -173,7 +130,9 @@ def _start(
                 os.dup2(fd, target, inheritable=True)
         if ready.console:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes our controlling one
+        mark("dup2")
         _become_user(config, ready)
+        mark("became")
         _reset_signals()
         mark("exec")
         os.closerange(3, 1 << 20)
@@ -213,7 +172,9 @@ def prepare(
     if config.domainname:
         sc.setdomainname(config.domainname)
     fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else None
+    mark("fifo")
     rootfs.mount_rootfs(config, propagation_done=premounted is not None)
+    mark("overlay")
     rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         moved = rootfs.apply_mounts(config, rootfd, join_cgroup, premounted)
@@ -225,11 +186,14 @@ def prepare(
         os.close(rootfd)
     apply_sysctls(config.sysctl)
     masked, readonly = premounted.done_masks(moved) if premounted else (frozenset(), frozenset())
+    mark("sysctl")
     rootfs.mask_paths(p for p in config.masked_paths if p not in masked)
     rootfs.readonly_paths(p for p in config.readonly_paths if p not in readonly)
     if config.root_readonly:
         rootfs.remount_root_readonly()
+    mark("masked")
     user = resolve_user(config)
+    mark("user")
     env = list(config.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")

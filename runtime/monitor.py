@@ -154,6 +154,8 @@ def finish_launch(
 
 
 def _reap(pid: int) -> None:
+    if pid <= 0:
+        return  # (0 or -1 would reap any child)
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
@@ -462,21 +464,31 @@ def _setup(
 
 
 def state_record(
-    container_id: str, config: ContainerConfig, options: LaunchOptions, pid: int, cgroup: Any
+    container_id: str,
+    config: ContainerConfig,
+    options: LaunchOptions,
+    pid: int,
+    cgroup: Any,
+    starts: tuple[int | None, int | None] | None = None,
+    monitor_pid: int | None = None,
 ) -> dict[str, Any]:
-    """What state.json holds (written by the monitor, the setup child's parent)."""
+    """What state.json holds (written by the setup child, the monitor's child, or by a
+    pre-made init). ``starts``: the start times of the init and the monitor, when known."""
     now = timestamp()
-    monitor_pid = os.getppid()
+    if monitor_pid is None:
+        monitor_pid = os.getppid()
+    if starts is None:
+        starts = (process_start_time(pid), process_start_time(monitor_pid))
     return {
         "id": container_id,
         "pid": pid,
-        "pid_start": process_start_time(pid),
+        "pid_start": starts[0],
         "bundle": str(config.bundle),
         "annotations": config.annotations,
         "created": now,
         "started": None if options.create_only else now,
         "monitor_pid": monitor_pid,
-        "monitor_start": process_start_time(monitor_pid),
+        "monitor_start": starts[1],
         "cgroup": container_id,
         "freezer_state": _freezer_file(cgroup),
         "log_path": options.log_path,
@@ -527,6 +539,7 @@ def _watch(
 
     The setup child may still be exiting as the watch begins (waiting for it would delay the
     report); until it has, the init is its child, not ours: it is reaped before the init."""
+    mark("watch")
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
@@ -660,6 +673,7 @@ def _watch(
                 except OSError:
                     pass
             elif fd == pidfd:
+                mark("pidfd")
                 poller.unregister(pidfd)
                 _reap(setup_pid)
                 status = _reap_children(pid)
@@ -746,8 +760,10 @@ def _finish(
     else:
         sig = None
         exit_code = os.WEXITSTATUS(status)
+    mark("oom-checked")
     record = {"exit_code": exit_code, "signal": sig, "oom_killed": oom, "finished": timestamp()}
     write_json_atomic(directory / "exit.json", record)
+    mark("exit-written")
     for name in ("exec.fifo", SOCKET_NAME):
         try:
             (directory / name).unlink()
@@ -760,6 +776,7 @@ def _finish(
             waiters.append(conn)
         except OSError:
             break
+    mark("accepted")
     line = json.dumps(record).encode() + b"\n"
     for conn in waiters:
         try:
@@ -770,6 +787,10 @@ def _finish(
             pass
     listener.close()
     mark("notified")
+    if os.environ.get("ORC_CLEAN_IDLE") == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif os.environ.get("ORC_CLEAN_IDLE") == "nice":
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
     if mount_ns is not None:
         os.close(mount_ns)  # the container's mounts go now
     # Cleanup after the news: whoever reuses the name waits for this process to end (delete).

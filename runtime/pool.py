@@ -16,6 +16,7 @@ cgroup, so the pool exists only there. A shell whose server goes away cleans up 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -25,7 +26,7 @@ import socket
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import init, monitor
+from runtime import init, monitor, premount, rootfs
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
@@ -33,7 +34,7 @@ from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import LaunchOptions, Outputs
 from runtime.spec import ContainerConfig, parse_config
-from runtime.state import write_json_atomic
+from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
 
 POOL_PREFIX = "_pool-"
@@ -48,15 +49,44 @@ class Shell:
         self.pid = pid
         self.control = control
         self.pidfd = os.pidfd_open(pid)
+        self.requests = -1  # where the init reads the request
+        self.init_pid = 0
+
+    def prepared(self) -> bool:
+        """Read what the shell said once it was made: ``ready INIT``, with the init's request
+        pipe. False if it gave up."""
+        try:
+            said, fds, _, _ = socket.recv_fds(self.control, 64, 1)
+        except OSError:
+            return False
+        words = said.split()
+        if len(fds) != 1 or len(words) != 2 or words[0] != b"ready":
+            for fd in fds:
+                os.close(fd)
+            return False
+        self.requests, self.init_pid = fds[0], int(words[1])
+        return True
 
     def hand_over(self, request: bytes, client: int) -> None:
-        """Pass the request on. The control socket stays open until the container is created
-        (the shell closes its end then): making the next shell meanwhile would contend for the
-        cgroup lock with this start."""
+        """Pass the request on: straight to the init, which starts on it at once, and to the
+        shell's monitor with the client's connection. The control socket stays open until the
+        container is created (the shell closes its end then): making the next shell meanwhile
+        would contend with this start."""
+        _normal(self.init_pid)
+        _normal(self.pid)
+        try:
+            _write_all(self.requests, request)
+        except BrokenPipeError:
+            pass  # it died: the monitor finds out and tells the client
+        os.close(self.requests)
+        self.requests = -1
         socket.send_fds(self.control, [request], [client])
 
     def close(self) -> None:
         """Without a request, the shell removes its init and cgroup and exits."""
+        if self.requests >= 0:
+            os.close(self.requests)
+            self.requests = -1
         if self.control.fileno() >= 0:
             self.control.close()
 
@@ -82,70 +112,86 @@ def fork_shell(
         try:
             for fd in close_in_child:
                 os.close(fd)
-            _shell(control, cgroup_root, cgroup_parent, staging)
+            _shell(control, _Shape(cgroup_root, cgroup_parent, staging))
         finally:
             os._exit(0)
     return pid
 
 
-def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str, staging: str) -> NoReturn:
-    """The shell's monitor: wait for a request, then serve it as any monitor does."""
+class _Shape:
+    """Where a shell lives: its cgroup's name, root and parent, and its staging directory."""
+
+    def __init__(self, cgroup_root: str, cgroup_parent: str, staging: str) -> None:
+        self.pool_name = POOL_PREFIX + secrets.token_hex(6)
+        self.cgroup_root = cgroup_root
+        self.cgroup_parent = cgroup_parent
+        self.staging = staging
+
+    def cgroup(self, name: str | None = None) -> Any:
+        return open_manager(
+            name or self.pool_name, root=self.cgroup_root, parent=self.cgroup_parent, version=1
+        )
+
+
+def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
+    """The shell's monitor: have the init made, wait for a request, then watch the container
+    as any monitor does (or start it the ordinary way when the init does not fit)."""
     devnull = monitor.become_monitor("orc-pool")
-    pool_name = POOL_PREFIX + secrets.token_hex(6)
     outputs = Outputs()
-    to_setup_r, to_setup = pipe_pair()
-    to_init_r, to_init = pipe_pair()  # the request goes to the init too, to work in parallel
+    requests_r, requests_w = pipe_pair()
+    from_init, to_monitor = socket_pair()
     setup_pid, from_setup = monitor.fork_setup(
-        lambda to_monitor: _premade_setup(
-            _Shape(pool_name, cgroup_root, cgroup_parent, staging),
-            to_setup_r,
-            to_init_r,
-            to_monitor,
-            outputs.for_init(devnull),
+        lambda to_shell: _premade_setup(
+            shape, requests_r, to_monitor, to_shell, outputs.for_init(devnull)
         ),
-        close_in_child=(*outputs.ours(), to_setup.fd, to_init.fd, control.fileno()),
+        close_in_child=(*outputs.ours(), requests_w.fd, from_init.fd, control.fileno()),
     )
-    to_setup_r.close()
-    to_init_r.close()
+    requests_r.close()
+    to_monitor.close()
     outputs.close_theirs()
-    prepared = from_setup.receive()
+    prepared = from_setup.receive() or {}
+    from_setup.close()
+    monitor._reap(setup_pid)  # it exits once the init is made, which is then our child
+    init_pid = int(prepared.get("init") or 0)
+    cgroup_dirs: list[str] = prepared.get("cgroups") or []
     try:
-        if prepared and prepared.get("prepared"):
-            control.send(b"ready")  # the server hands out only shells that said so
+        if init_pid:  # the server hands out only shells that said so; it writes the request
+            socket.send_fds(control, [f"ready {init_pid}".encode()], [requests_w.fd])
+    except OSError:
+        pass  # the server is gone, and so is its copy of the pipe: the init sees the end
+    requests_w.close()
+    try:
         data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
     except OSError:
         data, fds = b"", []
     if not data or not fds:
         control.close()
-        to_init.close()
-        _abandon(setup_pid, to_setup, from_setup, pool_name, cgroup_root, cgroup_parent)
+        from_init.close()
+        _abandon(shape)
     report = Channel(fds[0])
     try:
         container_id, source, directory, options = parse_request(data)
         comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         os.write(comm, b"orc-mon")
         os.close(comm)
-        # As it came (re-encoding it would only cost us memory); the init first, which has more
-        # to do: it builds the root filesystem while the setup child renames the cgroup.
-        try:
-            _write_all(to_init.fd, data)
-        except BrokenPipeError:
-            pass  # the init died: the setup child finds out and says so
-        to_init.close()
-        _write_all(to_setup.fd, data)
-        message = from_setup.receive()
+        # The cgroup takes the container's name while the init works (it reaches the cgroup
+        # through descriptors). Renaming moves no process: it waits for no grace period.
+        renamed = _rename(cgroup_dirs, container_id)
+        message = from_init.receive() if renamed else {"fallback": "a cgroup of that name exists"}
+        cgroup = shape.cgroup(container_id if renamed else None)
         if message and message.get("fallback"):
             # The pre-made init does not fit: clear the shell away, then start the usual way.
-            _reap_all()
-            _destroy(pool_name, cgroup_root, cgroup_parent)
-            to_setup.close()
-            from_setup.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, signal.SIGKILL)
+            monitor._reap(init_pid)
+            _destroy(cgroup)
+            from_init.close()
             for fd in outputs.ours():
                 os.close(fd)
             outputs = Outputs(stdin=options.stdin)  # the shell's pipes went to the pre-made init
             setup_pid, from_setup = monitor.fork_setup(
-                lambda to_monitor: monitor._setup(
-                    container_id, source, directory, options, to_monitor, outputs.for_init(devnull)
+                lambda to_shell: monitor._setup(
+                    container_id, source, directory, options, to_shell, outputs.for_init(devnull)
                 ),
                 close_in_child=(*outputs.monitor_side(), report.fd),
             )
@@ -160,14 +206,21 @@ def _shell(control: socket.socket, cgroup_root: str, cgroup_parent: str, staging
                 outputs,
                 (control.fileno(),),
             )
-        to_setup.close()
+        if not message or not message.get("ready"):
+            # Nothing of the container may stay: its cgroup, under either name.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, signal.SIGKILL)
+            monitor._reap(init_pid)
+            _destroy(cgroup)
+            raise SetupError((message or {}).get("error") or "container setup failed: init died")
+        ready = {"pid": init_pid, "mount_ns": bool(message.get("mount_ns"))}
         monitor.adopt(
             container_id,
             directory,
             options,
             report,
-            setup_pid,
-            _Replay(message, from_setup),
+            0,
+            _Replay(ready, from_init),
             outputs,
             (control.fileno(),),
         )
@@ -206,100 +259,125 @@ def parse_request(data: bytes) -> monitor.MonitorArgs:
     return _arguments(data)
 
 
-class _Shape:
-    """Where a shell lives: its cgroup's name, root and parent, and its staging directory."""
-
-    def __init__(self, pool_name: str, cgroup_root: str, cgroup_parent: str, staging: str):
-        self.pool_name = pool_name
-        self.cgroup_root = cgroup_root
-        self.cgroup_parent = cgroup_parent
-        self.staging = staging
-
-
 def _premade_setup(
     shape: _Shape,
-    from_monitor: Channel,
-    init_requests: Channel,
-    to_monitor: Channel,
+    requests: Channel,
+    init_to_monitor: Channel,
+    to_shell: Channel,
     init_stdio: tuple[int, int, int],
 ) -> None:
-    cgroup_root = shape.cgroup_root
-    cgroup = open_manager(shape.pool_name, root=cgroup_root, parent=shape.cgroup_parent, version=1)
+    """The setup child: move into the pool's cgroup (the grace period, paid before anyone waits
+    for it), fork the init into a new PID namespace, tell it who it is, and exit once it is
+    ready (the init is then the monitor's child)."""
+    cgroup = shape.cgroup()
     cgroup.create()
     pid = 0
     try:
-        cgroup.add_process(os.getpid())  # the grace period, paid before anyone waits for it
+        cgroup.add_process(os.getpid())
         sc.unshare(sc.CLONE_NEWPID)
         from_init, to_setup = socket_pair()
-        from_setup, to_init = pipe_pair()
+        identity_r, identity_w = pipe_pair()
         pid = os.fork()
         if pid == 0:
             try:
-                to_monitor.close()
-                from_monitor.close()
+                to_shell.close()
                 from_init.close()
-                to_init.close()
-                init.run_premade(to_setup, from_setup, init_requests, init_stdio, shape.staging)
+                identity_w.close()
+                _premade_init(shape, to_setup, identity_r, requests, init_to_monitor, init_stdio)
             finally:
                 os._exit(1)
-        init_requests.close()
+        requests.close()
+        init_to_monitor.close()
         for fd in init_stdio:
             if fd > 2:
                 os.close(fd)
         to_setup.close()
-        from_setup.close()
-        init.warm_up_parsing()
-        _warm_up_setup(cgroup, directory_hint=cgroup_root)
+        identity_r.close()
+        # Read here: the init sees neither its host pid nor its monitor (outside its namespace).
+        monitor_pid = os.getppid()
+        identity_w.send(
+            pid=pid,
+            pid_start=process_start_time(pid),
+            monitor_pid=monitor_pid,
+            monitor_start=process_start_time(monitor_pid),
+        )
+        identity_w.close()
         prepared = from_init.receive()
         if not prepared or not prepared.get("prepared"):
             raise SetupError((prepared or {}).get("error") or "the pre-made init died")
-        to_monitor.send(prepared=True)
-        request = read_request(from_monitor.fd)
-        if not request:
-            return  # the pool is closing: the init dies with us (PID 1 of a namespace we own)
-        mark("premade-request")
-        container_id, source, directory, options = parse_request(request)
-        config = source() if not isinstance(source, ContainerConfig) else source
-        reason = unfit(config, options) or _cgroup_taken(options, container_id)
-        if reason:
-            os.kill(pid, signal.SIGKILL)
-            monitor._reap(pid)
-            pid = 0
-            to_monitor.send(fallback=reason)
-            return
-        try:
-            resources = Resources.from_oci(config.resources)
-        except (ValueError, TypeError) as exc:
-            raise SetupError(f"config.json: linux.resources: {exc}") from None
-        cgroup = cgroup.rename(container_id)
-        cgroup.set(resources)
-        # Written while the init still works (its pid is known): off the start's path. Should
-        # the init fail, the caller removes the whole directory.
-        record = monitor.state_record(container_id, config, options, pid, cgroup)
-        write_json_atomic(directory / "state.json", record)
-        try:
-            to_init.send(go=True)  # the cgroup is the container's: the init may run its program
-        except BrokenPipeError:
-            pass  # it failed: its reply says why
-        reply = from_init.receive()
-        if not reply or not reply.get("ready"):
-            monitor._reap(pid)
-            pid = 0
-            raise SetupError((reply or {}).get("error") or "container setup failed: init died")
-        mark("init-ready")
+        to_shell.send(prepared=True, init=pid, cgroups=cgroup.unique_dirs())
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
             monitor._reap(pid)
         raise
-    fds = tuple(from_init.take_fds())
-    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")))
-    for fd in fds:
-        os.close(fd)
+
+
+def _premade_init(
+    shape: _Shape,
+    to_setup: Channel,
+    identity: Channel,
+    requests: Channel,
+    to_monitor: Channel,
+    stdio: tuple[int, int, int],
+) -> NoReturn:
+    """The pre-made init: PID 1 of its own PID namespace and already in its cgroup, it enters
+    the default namespaces and mounts the default kernel filesystems (runtime.premount). At the
+    request it does the whole start itself: the cgroup's limits and name, state.json, the root
+    filesystem; then it tells the monitor it is ready and runs the program."""
+    try:
+        os.setsid()
+        sc.unshare(init.POOL_NAMESPACES)
+        rootfs.make_slave()
+        try:
+            premounted: premount.Premounted | None = premount.prepare(shape.staging)
+        except OSError:
+            premounted = None  # a kernel without one of them: the request mounts them itself
+        me = identity.receive() or {}
+        identity.close()
+        cgroup = shape.cgroup().pinned()  # its monitor renames it meanwhile
+        _warm_up(shape, cgroup)
+        to_setup.send(prepared=True)
+        to_setup.close()
+        request = read_request(requests.fd)
+        requests.close()
+        if not request:
+            os._exit(0)  # the pool is closing
+        mark("init")
+        container_id, source, directory, options = parse_request(request)
+        config = source() if callable(source) else source
+        reason = unfit(config, options)
+        if reason:
+            to_monitor.send(fallback=reason)
+            os._exit(0)
+        try:
+            resources = Resources.from_oci(config.resources)
+        except (ValueError, TypeError) as exc:
+            raise SetupError(f"config.json: linux.resources: {exc}") from None
+        cgroup.set(resources)
+        starts = (me.get("pid_start"), me.get("monitor_start"))
+        record = monitor.state_record(
+            container_id,
+            config,
+            options,
+            int(me.get("pid") or 0),
+            shape.cgroup(container_id),
+            starts,
+            monitor_pid=int(me.get("monitor_pid") or 0),
+        )
+        write_json_atomic(directory / "state.json", record)
+        fifo = str(directory / "exec.fifo") if options.create_only else None
+        ready = init.prepare(config, fifo, lambda: None, premounted)
+    except Exception as exc:
+        try:
+            to_monitor.send(error=init.describe(exc))
+        finally:
+            os._exit(1)
+    init._start(config, ready, to_monitor, requests, stdio)
 
 
 def read_request(fd: int) -> bytes:
-    """The launch request the monitor passes on (three lines), or b"" when the pool closes."""
+    """The launch request (three lines), or b"" when the pool closes."""
     data = b""
     while data.count(b"\n") < 3:
         chunk = os.read(fd, 1 << 20)
@@ -309,19 +387,18 @@ def read_request(fd: int) -> bytes:
     return data
 
 
-def _warm_up_setup(cgroup: Any, directory_hint: str) -> None:
-    """Run what the request will run, minus its effects (see init.warm_up_parsing)."""
+def _warm_up(shape: _Shape, cgroup: Any) -> None:
+    """Run what the request will run, minus its effects: the first execution in a freshly
+    forked process copies pages and fills caches, milliseconds better spent now."""
     from runtime.specgen import default_spec
 
+    init.warm_up_parsing()
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
-    options = LaunchOptions(cgroup_root=directory_hint, cgroup_version=1)
-    for _ in range(1):  # the first pass copies the pages and fills the caches
-        unfit(config, options)
-        _cgroup_taken(options, "_warm-up")
-        cgroup.set(Resources())
-        record = monitor.state_record("_warm-up", config, options, os.getpid(), cgroup)
-        json.dumps(record)
-        json.dumps(config.raw)
+    options = LaunchOptions(cgroup_root=shape.cgroup_root, cgroup_version=1)
+    unfit(config, options)
+    cgroup.set(Resources())
+    record = monitor.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
+    json.dumps(record)
 
 
 def unfit(config: ContainerConfig, options: LaunchOptions) -> str | None:
@@ -333,22 +410,27 @@ def unfit(config: ContainerConfig, options: LaunchOptions) -> str | None:
     return None
 
 
-def _cgroup_taken(options: LaunchOptions, container_id: str) -> str | None:
-    taken = open_manager(
-        container_id, root=options.cgroup_root, parent=options.cgroup_parent, version=1
-    )
-    if taken.exists():
-        return "a cgroup of that name exists"
-    return None
+def _rename(dirs: list[str], name: str) -> bool:
+    """Rename the pool's cgroup directories to ``name`` (all, or none when one is taken)."""
+    done: list[tuple[str, str]] = []
+    try:
+        for old in dirs:
+            new = f"{os.path.dirname(old)}/{name}"
+            os.rename(old, new)
+            done.append((old, new))
+    except OSError:
+        for old, new in reversed(done):
+            with contextlib.suppress(OSError):
+                os.rename(new, old)
+        return False
+    return bool(dirs)
 
 
-def _abandon(
-    setup_pid: int, to_setup: Channel, from_setup: Channel, pool_name: str, root: str, parent: str
-) -> NoReturn:
-    to_setup.close()  # the setup child sees the end, and exits; its init (PID 1) dies with it
-    from_setup.close()
+def _abandon(shape: _Shape) -> NoReturn:
+    # The server closed its end of the request pipe (or never had it): the init reads the end
+    # and exits.
     _reap_all()
-    _destroy(pool_name, root, parent)
+    _destroy(shape.cgroup())
     os._exit(0)
 
 
@@ -360,11 +442,20 @@ def _reap_all() -> None:
             return
 
 
-def _destroy(pool_name: str, root: str, parent: str) -> None:
-    manager = open_manager(pool_name, root=root, parent=parent, version=1)
+def _destroy(manager: Any) -> None:
     try:
         if manager.exists():
             manager.kill_all(signal.SIGKILL)
             manager.destroy()
     except Exception:
         pass
+
+
+def _normal(pid: int) -> None:
+    """Back to the normal scheduling class: a shell is made at the lowest (SCHED_IDLE), so that
+    making it never takes a CPU from a start; once it serves a request it is the start."""
+    if pid and os.environ.get("ORC_IDLE"):
+        try:
+            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            pass

@@ -20,6 +20,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal as _signal
 import time
@@ -183,6 +184,22 @@ def _write_in_either_order(writes: list[tuple[str, str]]) -> None:
             _files.write(path, value)
 
 
+@functools.lru_cache(maxsize=16)
+def layout(root: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The v1 hierarchies mounted under ``root`` (subsystem name -> directory), and for each
+    the name that acts for its real directory (co-mounted controllers share one). Read once per
+    process and root: a host does not remount its hierarchies under running containers."""
+    mounted: dict[str, str] = {}
+    acting: dict[str, str] = {}
+    first: dict[str, str] = {}  # real directory -> the first name seen there
+    for sub in SUBSYSTEMS:
+        hierarchy = os.path.join(root, sub.name)
+        if os.path.isfile(os.path.join(hierarchy, "cgroup.procs")):
+            mounted[sub.name] = hierarchy
+            acting[sub.name] = first.setdefault(os.path.realpath(hierarchy), sub.name)
+    return mounted, acting
+
+
 class V1Manager(Manager):
     """A container's cgroup on the v1 hierarchies mounted under ``root``."""
 
@@ -194,25 +211,13 @@ class V1Manager(Manager):
         self.parent = _files.check_parent(parent)
         self.root = root
         self.path = f"{self.parent}/{self.name}"
+        mounted, self._acting = layout(root)
         # subsystem name -> the container's directory in that hierarchy, mounted ones only
-        self.dirs: dict[str, str] = {}
-        self._hierarchies: dict[str, str] = {}
-        for sub in SUBSYSTEMS:
-            hierarchy = os.path.join(root, sub.name)
-            if os.path.isfile(os.path.join(hierarchy, "cgroup.procs")):
-                self._hierarchies[sub.name] = hierarchy
-                self.dirs[sub.name] = os.path.join(hierarchy, self.path)
+        self.dirs = {name: f"{hierarchy}/{self.path}" for name, hierarchy in mounted.items()}
 
     def _unique_dirs(self) -> list[str]:
         """The container's directories, one per hierarchy (co-mounted controllers share one)."""
-        seen: set[str] = set()
-        out: list[str] = []
-        for name, cg in self.dirs.items():
-            real = os.path.realpath(self._hierarchies[name])
-            if real not in seen:
-                seen.add(real)
-                out.append(cg)
-        return out
+        return [self.dirs[name] for name, acting in self._acting.items() if name == acting]
 
     def _main_dir(self) -> str:
         for name in ("freezer", "pids", "memory", "cpu"):
@@ -241,9 +246,7 @@ class V1Manager(Manager):
         base = os.path.dirname(cg)
         for _ in parts[1:]:
             base = os.path.dirname(base)
-        is_cpuset = "cpuset" in self.dirs and os.path.realpath(cg) == os.path.realpath(
-            self.dirs["cpuset"]
-        )
+        is_cpuset = "cpuset" in self.dirs and cg == self.dirs[self._acting["cpuset"]]
         made: list[str] = []
         level = base
         for i, part in enumerate(parts):
@@ -259,6 +262,22 @@ class V1Manager(Manager):
             if is_cpuset:
                 _init_cpuset(level)
         return made
+
+    def pinned(self) -> V1Manager:
+        """The same cgroup, reached through descriptors opened now (and kept open): it keeps
+        working when the cgroup is renamed meanwhile. A pool's init sets its limits through it
+        while its monitor gives the cgroup the container's name."""
+        copy = V1Manager(self.name, root=self.root, parent=self.parent)
+        opened: dict[str, str] = {}
+        for name, acting in self._acting.items():
+            if acting not in opened:
+                fd = os.open(self.dirs[acting], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                opened[acting] = f"/proc/self/fd/{fd}"
+            copy.dirs[name] = opened[acting]
+        return copy
+
+    def unique_dirs(self) -> list[str]:
+        return self._unique_dirs()
 
     def rename(self, new_name: str) -> V1Manager:
         """Give this cgroup, processes and all, another name under the same parent.
@@ -308,7 +327,11 @@ class V1Manager(Manager):
         return Stats(**fields)
 
     def oom_killed(self) -> bool:
-        return (self.stats().oom_kills or 0) > 0
+        cg = self.dirs.get("memory")
+        if cg is None:
+            return False
+        oom = _files.read_keyed(os.path.join(cg, "memory.oom_control")) or {}
+        return (oom.get("oom_kill") or 0) > 0
 
     # --- freezer -------------------------------------------------------------------------
 
