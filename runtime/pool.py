@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -140,23 +141,32 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     outputs = Outputs()
     requests_r, requests_w = pipe_pair()
     from_init, to_monitor = socket_pair()
-    setup_pid, from_setup = monitor.fork_setup(
-        lambda to_shell: _premade_setup(
-            shape, requests_r, to_monitor, to_shell, outputs.for_init(devnull)
-        ),
-        close_in_child=(*outputs.ours(), requests_w.fd, from_init.fd, control.fileno()),
+    identity_r, identity_w = pipe_pair()
+    init_pid = _fork_init(
+        lambda: _premade_init(shape, identity_r, requests_r, to_monitor, outputs.for_init(devnull)),
+        (*outputs.ours(), requests_w.fd, from_init.fd, identity_w.fd, control.fileno()),
     )
     requests_r.close()
     to_monitor.close()
+    identity_r.close()
     outputs.close_theirs()
-    prepared = from_setup.receive() or {}
-    from_setup.close()
-    monitor._reap(setup_pid)  # it exits once the init is made, which is then our child
-    init_pid = int(prepared.get("init") or 0)
+    # Told here: the init sees neither its host pid nor us (we are outside its namespace).
+    identity_w.send(
+        pid=init_pid,
+        pid_start=process_start_time(init_pid),
+        monitor_pid=os.getpid(),
+        monitor_start=process_start_time(os.getpid()),
+    )
+    identity_w.close()
+    prepared = from_init.receive() or {}
     cgroup_dirs: list[str] = prepared.get("cgroups") or []
-    try:
-        if init_pid:  # the server hands out only shells that said so; it writes the request
-            socket.send_fds(control, [f"ready {init_pid}".encode()], [requests_w.fd])
+    if not prepared.get("prepared"):
+        requests_w.close()
+        control.close()  # the server drops us
+        from_init.close()
+        _abandon(shape)
+    try:  # the server hands out only shells that said so; it writes the request itself
+        socket.send_fds(control, [f"ready {init_pid}".encode()], [requests_w.fd])
     except OSError:
         pass  # the server is gone, and so is its copy of the pipe: the init sees the end
     requests_w.close()
@@ -166,7 +176,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         data, fds = b"", []
     if not data or not fds:
         control.close()
-        from_init.close()
+        from_init.close()  # the init reads the end of its requests and exits
         _abandon(shape)
     report = Channel(fds[0])
     try:
@@ -259,75 +269,44 @@ def parse_request(data: bytes) -> monitor.MonitorArgs:
     return _arguments(data)
 
 
-def _premade_setup(
-    shape: _Shape,
-    requests: Channel,
-    init_to_monitor: Channel,
-    to_shell: Channel,
-    init_stdio: tuple[int, int, int],
-) -> None:
-    """The setup child: move into the pool's cgroup (the grace period, paid before anyone waits
-    for it), fork the init into a new PID namespace, tell it who it is, and exit once it is
-    ready (the init is then the monitor's child)."""
-    cgroup = shape.cgroup()
-    cgroup.create()
-    pid = 0
+def _fork_init(run: Callable[[], None], close_in_child: tuple[int, ...]) -> int:
+    """Fork the init as PID 1 of a new PID namespace; this process's later children stay in
+    its own namespace (the ordinary start after a fallback forks one)."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        cgroup.add_process(os.getpid())
         sc.unshare(sc.CLONE_NEWPID)
-        from_init, to_setup = socket_pair()
-        identity_r, identity_w = pipe_pair()
         pid = os.fork()
         if pid == 0:
             try:
-                to_shell.close()
-                from_init.close()
-                identity_w.close()
-                _premade_init(shape, to_setup, identity_r, requests, init_to_monitor, init_stdio)
+                for fd in (*close_in_child, own):
+                    os.close(fd)
+                run()
             finally:
                 os._exit(1)
-        requests.close()
-        init_to_monitor.close()
-        for fd in init_stdio:
-            if fd > 2:
-                os.close(fd)
-        to_setup.close()
-        identity_r.close()
-        # Read here: the init sees neither its host pid nor its monitor (outside its namespace).
-        monitor_pid = os.getppid()
-        identity_w.send(
-            pid=pid,
-            pid_start=process_start_time(pid),
-            monitor_pid=monitor_pid,
-            monitor_start=process_start_time(monitor_pid),
-        )
-        identity_w.close()
-        prepared = from_init.receive()
-        if not prepared or not prepared.get("prepared"):
-            raise SetupError((prepared or {}).get("error") or "the pre-made init died")
-        to_shell.send(prepared=True, init=pid, cgroups=cgroup.unique_dirs())
-    except BaseException:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            monitor._reap(pid)
-        raise
+        sc.setns(own, sc.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    return pid
 
 
 def _premade_init(
     shape: _Shape,
-    to_setup: Channel,
     identity: Channel,
     requests: Channel,
     to_monitor: Channel,
     stdio: tuple[int, int, int],
 ) -> NoReturn:
-    """The pre-made init: PID 1 of its own PID namespace and already in its cgroup, it enters
-    the default namespaces and mounts the default kernel filesystems (runtime.premount). At the
-    request it does the whole start itself: the cgroup's limits and name, state.json, the root
-    filesystem; then it tells the monitor it is ready and runs the program."""
+    """The pre-made init: PID 1 of its own PID namespace, it moves into the pool's cgroup (the
+    grace period, paid before anyone waits for it), enters the default namespaces and mounts
+    the default kernel filesystems (runtime.premount). At the request it does the whole start
+    itself: limits, state.json, the root filesystem; then it tells the monitor it is ready and
+    runs the program."""
     try:
         os.setsid()
-        sc.unshare(init.POOL_NAMESPACES)
+        pool = shape.cgroup()
+        pool.create()
+        pool.add_process(os.getpid())
+        sc.unshare(init.POOL_NAMESPACES)  # the cgroup namespace after the move: rooted there
         rootfs.make_slave()
         try:
             premounted: premount.Premounted | None = premount.prepare(shape.staging)
@@ -335,10 +314,9 @@ def _premade_init(
             premounted = None  # a kernel without one of them: the request mounts them itself
         me = identity.receive() or {}
         identity.close()
-        cgroup = shape.cgroup().pinned()  # its monitor renames it meanwhile
+        cgroup = pool.pinned()  # the monitor renames it at the request
         _warm_up(shape, cgroup)
-        to_setup.send(prepared=True)
-        to_setup.close()
+        to_monitor.send(prepared=True, cgroups=pool.unique_dirs())
         request = read_request(requests.fd)
         requests.close()
         if not request:
