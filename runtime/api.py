@@ -59,11 +59,7 @@ class Runtime:
     def run(
         self, container_id: str, bundle: str | os.PathLike[str], **options: Any
     ) -> st.ContainerState:
-        from runtime.trace import mark
-
-        c = load_bundle(bundle)
-        mark("loaded")
-        return self._launch(container_id, c, create_only=False, **options)
+        return self._launch(container_id, load_bundle(bundle), create_only=False, **options)
 
     def launch(
         self, container_id: str, config: ContainerConfig, *, create_only: bool, **options: Any

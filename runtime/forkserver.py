@@ -131,11 +131,7 @@ def _template_loop(sock: socket.socket) -> None:
 
                 root, parent, staging = data[1:].decode().split("\n")
                 control = socket.socket(fileno=os.dup(fds[0]))
-                if os.environ.get("ORC_IDLE"):
-                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
                 pid = fork_shell(control, root, parent, staging, own)
-                if os.environ.get("ORC_IDLE"):
-                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 control.close()
                 sock.send(str(pid).encode())
         finally:
@@ -148,7 +144,7 @@ class _Pool:
     time and only while no handed-over one is still starting (making one contends for the
     cgroup lock with a start), handed out only once they say they are ready."""
 
-    SIZE = int(os.environ.get("ORC_POOL_SIZE", "2"))
+    SIZE = 2
 
     def __init__(self, enabled: bool, template: _Template, staging: Path) -> None:
         self.enabled = enabled
@@ -183,10 +179,6 @@ class _Pool:
         self.fill()
 
     def fill(self) -> None:
-        if os.environ.get("ORC_NO_REFILL") and getattr(self, "_filled", False):
-            return
-        if len(self.ready) + 1 >= self.SIZE:
-            self._filled = True
         if (
             self.enabled
             and self.busy is None
@@ -485,10 +477,6 @@ _PASSED_ON = (
     "ORCHESTRATOR_TRACE",
     "ORCHESTRATOR_FORKSERVER_IDLE",
     "ORCHESTRATOR_NO_POOL",
-    "ORC_CLEAN_IDLE",
-    "ORC_POOL_SIZE",
-    "ORC_NO_REFILL",
-    "ORC_IDLE",
 )
 
 

@@ -111,9 +111,7 @@ def _start(
     # lets anyone know we ended.
     try:
         fds = (*fds, os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
-        mark("nsopen")
         to_monitor.send(ready=True, fds=fds, mount_ns=True)
-        mark("sentready")
     except OSError:  # a container without /proc
         to_monitor.send(ready=True, fds=fds)
     for fd in fds:
@@ -130,9 +128,7 @@ def _start(
                 os.dup2(fd, target, inheritable=True)
         if ready.console:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes our controlling one
-        mark("dup2")
         _become_user(config, ready)
-        mark("became")
         _reset_signals()
         mark("exec")
         os.closerange(3, 1 << 20)
@@ -172,9 +168,7 @@ def prepare(
     if config.domainname:
         sc.setdomainname(config.domainname)
     fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else None
-    mark("fifo")
     rootfs.mount_rootfs(config, propagation_done=premounted is not None)
-    mark("overlay")
     rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         moved = rootfs.apply_mounts(config, rootfd, join_cgroup, premounted)
@@ -186,14 +180,11 @@ def prepare(
         os.close(rootfd)
     apply_sysctls(config.sysctl)
     masked, readonly = premounted.done_masks(moved) if premounted else (frozenset(), frozenset())
-    mark("sysctl")
     rootfs.mask_paths(p for p in config.masked_paths if p not in masked)
     rootfs.readonly_paths(p for p in config.readonly_paths if p not in readonly)
     if config.root_readonly:
         rootfs.remount_root_readonly()
-    mark("masked")
     user = resolve_user(config)
-    mark("user")
     env = list(config.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")

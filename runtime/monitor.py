@@ -539,7 +539,6 @@ def _watch(
 
     The setup child may still be exiting as the watch begins (waiting for it would delay the
     report); until it has, the init is its child, not ours: it is reaped before the init."""
-    mark("watch")
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
@@ -673,7 +672,6 @@ def _watch(
                 except OSError:
                     pass
             elif fd == pidfd:
-                mark("pidfd")
                 poller.unregister(pidfd)
                 _reap(setup_pid)
                 status = _reap_children(pid)
@@ -760,10 +758,8 @@ def _finish(
     else:
         sig = None
         exit_code = os.WEXITSTATUS(status)
-    mark("oom-checked")
     record = {"exit_code": exit_code, "signal": sig, "oom_killed": oom, "finished": timestamp()}
     write_json_atomic(directory / "exit.json", record)
-    mark("exit-written")
     for name in ("exec.fifo", SOCKET_NAME):
         try:
             (directory / name).unlink()
@@ -776,7 +772,6 @@ def _finish(
             waiters.append(conn)
         except OSError:
             break
-    mark("accepted")
     line = json.dumps(record).encode() + b"\n"
     for conn in waiters:
         try:
@@ -787,10 +782,6 @@ def _finish(
             pass
     listener.close()
     mark("notified")
-    if os.environ.get("ORC_CLEAN_IDLE") == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif os.environ.get("ORC_CLEAN_IDLE") == "nice":
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
     if mount_ns is not None:
         os.close(mount_ns)  # the container's mounts go now
     # Cleanup after the news: whoever reuses the name waits for this process to end (delete).

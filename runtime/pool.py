@@ -1,17 +1,23 @@
-"""Pre-made containers: the fork server keeps one monitor, setup child and init ready.
+"""Pre-made containers: the fork server keeps a monitor and its init ready.
 
-Most of a container start does not depend on the container: forking the monitor, the setup child
-and the init; the PID namespace and the default mount, uts, ipc, net and cgroup namespaces; and,
-costliest on cgroup v1, moving the init into a cgroup, which waits for an RCU grace period. A
-*shell* does all of that ahead of time, in a cgroup named ``_pool-<hex>``. When a launch request
-arrives, the fork server hands the shell the request (and the client's connection); the setup
-child renames the cgroup to the container's id (a rename moves no process, so it waits for
-nothing), applies the limits and sends the init its config; the init builds the root filesystem,
-pivots and execs as usual. Then the fork server makes the next shell.
+Most of a container start does not depend on the container: forking the monitor and the init;
+the PID namespace and the default mount, uts, ipc, net and cgroup namespaces; moving the init
+into a cgroup, which on cgroup v1 waits for an RCU grace period; and mounting /proc, /dev and
+/sys (runtime.premount). A *shell* does all of that ahead of time, in a cgroup named
+``_pool-<hex>``.
 
-A request a shell cannot serve (other namespaces, a user namespace, inherited stdio, a cgroup name
-already taken) falls back to the ordinary path in the same monitor. Only cgroup v1 can rename a
-cgroup, so the pool exists only there. A shell whose server goes away cleans up after itself.
+At a launch request the fork server writes the request straight to the shell's init and hands
+the shell's monitor the request and the client's connection. The init does the start itself:
+it parses the config, sets the limits (through descriptors of its cgroup), writes state.json,
+builds the root filesystem, pivots, tells the monitor it is ready and execs. Meanwhile the
+monitor renames the cgroup to the container's id (a rename moves no process, so it waits for
+nothing), then reports to the client and watches the container as any monitor does. Then the
+fork server makes the next shell.
+
+A request a shell cannot serve (other namespaces, a user namespace, inherited stdio, a cgroup
+name already taken) falls back to the ordinary path in the same monitor. Only cgroup v1 can
+rename a cgroup, so the pool exists only there. A shell whose server goes away cleans up after
+itself.
 """
 
 from __future__ import annotations
@@ -73,8 +79,6 @@ class Shell:
         shell's monitor with the client's connection. The control socket stays open until the
         container is created (the shell closes its end then): making the next shell meanwhile
         would contend with this start."""
-        _normal(self.init_pid)
-        _normal(self.pid)
         try:
             _write_all(self.requests, request)
         except BrokenPipeError:
@@ -427,13 +431,3 @@ def _destroy(manager: Any) -> None:
             manager.destroy()
     except Exception:
         pass
-
-
-def _normal(pid: int) -> None:
-    """Back to the normal scheduling class: a shell is made at the lowest (SCHED_IDLE), so that
-    making it never takes a CPU from a start; once it serves a request it is the start."""
-    if pid and os.environ.get("ORC_IDLE"):
-        try:
-            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
-        except OSError:
-            pass

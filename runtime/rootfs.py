@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.spec import ContainerConfig, Mount
-from runtime.trace import mark
 
 if TYPE_CHECKING:
     from runtime.premount import Premounted
@@ -317,13 +316,10 @@ def pivot(rootfd: int) -> None:
     """Make the container root the process's root and drop every trace of the host's."""
     os.fchdir(rootfd)
     # pivot_root(".", ".") stacks the old root on top of the new one; no put_old directory needed.
-    mark("pivot")
     sc.pivot_root(".", ".")
     # Detaching the old root must not propagate to the host: make it a slave first.
     sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
-    mark("umount")
     sc.umount2(".", sc.MNT_DETACH)
-    mark("umounted")
     os.chdir("/")
 
 
