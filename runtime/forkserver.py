@@ -119,7 +119,7 @@ def _template_loop(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     own = (sock.fileno(),)
     while True:
-        data, fds, _, _ = socket.recv_fds(sock, 4 * MAX_REQUEST, 4)
+        data, fds, _, _ = socket.recv_fds(sock, 4 * MAX_REQUEST, 4, socket.MSG_CMSG_CLOEXEC)
         if not data:
             return
         try:
@@ -131,7 +131,7 @@ def _template_loop(sock: socket.socket) -> None:
 
                 root, parent, staging = data[1:].decode().split("\n")
                 control = socket.socket(fileno=os.dup(fds[0]))
-                pid = fork_shell(control, root, parent, staging, own)
+                pid = fork_shell(control, root, parent, staging, (*own, fds[0]))
                 control.close()
                 sock.send(str(pid).encode())
         finally:
@@ -280,7 +280,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
 def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool) -> bool:
     """Read ``OP\n`` and, for a launch, the request line; fork at once. Parsing the request and
     the config happens in the monitor, so that serving costs the server (almost) no writes."""
-    data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
+    data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3, socket.MSG_CMSG_CLOEXEC)
     try:
         op, _, _ = data.partition(b"\n")
         if op == b"stop":

@@ -548,6 +548,9 @@ def _watch(
         os.set_blocking(fd, False)
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
+    setup_fd = os.pidfd_open(setup_pid) if setup_pid > 0 else -1
+    if setup_fd >= 0:  # reaped as soon as it ends: no zombie beside a long-running container
+        poller.register(setup_fd, select.POLLIN)
     listen_fd = listener.fileno()
     poller.register(listen_fd, select.POLLIN)
     clients: dict[int, socket.socket] = {}
@@ -671,6 +674,11 @@ def _watch(
                     poller.register(conn.fileno(), select.POLLIN)
                 except OSError:
                     pass
+            elif fd == setup_fd:
+                poller.unregister(setup_fd)
+                os.close(setup_fd)
+                setup_fd = -1
+                _reap(setup_pid)
             elif fd == pidfd:
                 poller.unregister(pidfd)
                 _reap(setup_pid)
@@ -685,6 +693,8 @@ def _watch(
             _reap(setup_pid)
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)
+    if setup_fd >= 0:
+        os.close(setup_fd)
     for fd in list(streams):
         drain(fd)  # with the slave held open, a terminal reads empty (EAGAIN), never hangs up
     if console_slave is not None:

@@ -63,7 +63,7 @@ class Shell:
         """Read what the shell said once it was made: ``ready INIT``, with the init's request
         pipe. False if it gave up."""
         try:
-            said, fds, _, _ = socket.recv_fds(self.control, 64, 1)
+            said, fds, _, _ = socket.recv_fds(self.control, 64, 1, socket.MSG_CMSG_CLOEXEC)
         except OSError:
             return False
         words = said.split()
@@ -175,7 +175,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         pass  # the server is gone, and so is its copy of the pipe: the init sees the end
     requests_w.close()
     try:
-        data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
+        data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
     except OSError:
         data, fds = b"", []
     if not data or not fds:
