@@ -180,6 +180,14 @@ class Runtime:
         if sock is None:
             raise StateError(container_id, "stopped", "attach to")
         sock.sendall(f"attach {rows} {columns}\n".encode())
+        # The monitor's answer: from now on no output is lost to us (start may follow).
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                sock.close()
+                raise Error(f"container {container_id} has no terminal to attach to, or it ended")
+            answer += chunk
         return sock
 
     def feed_stdin(self, container_id: str) -> Any:

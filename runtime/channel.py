@@ -57,7 +57,7 @@ class Channel:
             return os.read(self.fd, 65536)
         sock = socket.socket(fileno=os.dup(self.fd))
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 65536, 4, socket.MSG_CMSG_CLOEXEC)
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 8, socket.MSG_CMSG_CLOEXEC)
         finally:
             sock.close()
         self._fds += fds

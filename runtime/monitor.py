@@ -108,7 +108,14 @@ def fork_monitor(
             os.close(fd)
         try:
             container_id, config, directory, options = arguments()
-            _monitor(container_id, config, directory, options, report, stdio)  # never returns
+            inherited = tuple(os.dup(fd) for fd in stdio) if stdio else ()  # before /dev/null
+            run_monitor(
+                "orc-mon",
+                lambda to_monitor, devnull: _start_container(
+                    container_id, config, directory, options, report, inherited, to_monitor, devnull
+                ),
+                helper_only=(report.fd, *inherited),
+            )
         except BaseException as exc:  # the caller hears of it through the report channel
             try:
                 report.send(error=init.describe(exc))
@@ -162,32 +169,99 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _monitor(
+def run_monitor(
+    name: str, helper: Callable[[Channel, int], None], helper_only: tuple[int, ...] = ()
+) -> NoReturn:
+    """Become the long-lived monitor and leave the whole start to a helper child.
+
+    ``helper(to_monitor, devnull)`` starts the container, tells the caller, and hands the watch
+    over to us (``take_over``); then it exits, and the init, reparented, is ours (we are a
+    subreaper). Every page a forked Python process writes becomes its own copy, and this
+    process lives as long as the container: it runs as little Python as it can, the loop.
+    ``helper_only``: descriptors only the helper keeps (the caller's connection, say)."""
+    devnull = become_monitor(name)
+    from_helper, to_monitor = socket_pair()
+    helper_pid = os.fork()
+    if helper_pid == 0:
+        try:
+            from_helper.close()
+            helper(to_monitor, devnull)
+        except BaseException:
+            pass  # the helper reports its own errors to the caller
+        finally:
+            os._exit(0)
+    to_monitor.close()
+    for fd in helper_only:
+        os.close(fd)
+    message = from_helper.receive()
+    fds = from_helper.take_fds()
+    from_helper.close()
+    watch = (message or {}).get("watch")
+    if not watch:
+        _reap(helper_pid)
+        os._exit(0)  # the helper said what went wrong, and cleaned up
+    if name != "orc-mon":
+        comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(comm, b"orc-mon")
+        os.close(comm)
+    listener, out_r, err_r = (socket.socket(fileno=fds[0]), fds[1], fds[2])
+    rest = iter(fds[3:])
+    stdin_w = next(rest) if watch["stdin"] else None
+    console = next(rest) if watch["console"] else None
+    console_slave = next(rest) if watch["console_slave"] else None
+    mount_ns = next(rest) if watch["mount_ns"] else None
+    log = LogWriter(*watch["log"]) if watch["log"] else None
+    options = LaunchOptions(**watch["cgroup"])
+    _watch(
+        Path(watch["directory"]),
+        int(watch["pid"]),
+        _CgroupHandle(watch["id"], options),
+        log,
+        (out_r, err_r),
+        listener,
+        tuple(watch["cleanup_paths"]),
+        console,
+        console_slave,
+        stdin_w,
+        helper_pid,
+        mount_ns,
+    )
+
+
+def _start_container(
     container_id: str,
     config: ConfigSource,
     directory: Path,
     options: LaunchOptions,
     report: Channel,
-    stdio: tuple[int, int, int] | None,
-) -> NoReturn:
-    """The long-lived monitor. It leaves all setup to a short-lived child (``_setup``) and
-    keeps only the loop: the less Python a forked process runs, the fewer pages it copies from
-    its parent, and the monitor lives as long as the container."""
-    mark("monitor")
-    inherited = tuple(os.dup(fd) for fd in stdio) if stdio else None  # before /dev/null takes 0-2
-    devnull = become_monitor("orc-mon")
-    outputs = Outputs(stdin=options.stdin)
-    init_stdio = (
-        (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
-    )
-    setup_pid, from_setup = fork_setup(
-        lambda to_monitor: _setup(container_id, config, directory, options, to_monitor, init_stdio),
-        close_in_child=(*outputs.monitor_side(), report.fd),
-    )
-    outputs.close_theirs()
-    for fd in inherited or ():
-        os.close(fd)
-    adopt(container_id, directory, options, report, setup_pid, from_setup, outputs)
+    inherited: tuple[int, ...],
+    to_monitor: Channel,
+    devnull: int,
+) -> None:
+    """(the monitor's helper) The ordinary start: a setup child makes the init."""
+    try:
+        outputs = Outputs(stdin=options.stdin)
+        init_stdio = (
+            (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
+        )
+        monitor_pid = os.getppid()
+        setup_pid, from_setup = fork_setup(
+            lambda to_helper: _setup(
+                container_id, config, directory, options, to_helper, init_stdio, monitor_pid
+            ),
+            close_in_child=(*outputs.monitor_side(), report.fd, to_monitor.fd),
+        )
+        outputs.close_theirs()
+        for fd in inherited:
+            os.close(fd)
+        take_over(
+            container_id, directory, options, report, setup_pid, from_setup, outputs, to_monitor
+        )
+    except BaseException as exc:
+        try:
+            report.send(error=init.describe(exc))
+        finally:
+            os._exit(1)
 
 
 def become_monitor(name: str) -> int:
@@ -259,7 +333,7 @@ def fork_setup(
     return setup_pid, from_setup
 
 
-def adopt(
+def take_over(
     container_id: str,
     directory: Path,
     options: LaunchOptions,
@@ -267,10 +341,12 @@ def adopt(
     setup_pid: int,
     from_setup: Channel,
     outputs: Outputs,
+    to_monitor: Channel,
     close_after_report: tuple[int, ...] = (),
 ) -> NoReturn:
-    """Take the init over from the setup child, tell the caller, and watch it until it ends.
-    ``close_after_report`` are closed once the caller knows (the pool's server waits for it)."""
+    """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
+    tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
+    closed once the caller knows (the pool's server waits for it)."""
     listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
     terminal = from_setup.take_fds()  # the terminal's master and slave, if one was asked for
@@ -313,30 +389,37 @@ def adopt(
         if console_slave is not None:
             os.close(console_slave)
             console_slave = None
+    # The monitor watches from now on: it has the listener before the caller hears of us.
+    stdin_w = outputs.stdin_writer()
+    extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
+    to_monitor.send(
+        watch={
+            "id": container_id,
+            "pid": pid,
+            "directory": str(directory),
+            "log": [options.log_path, options.log_max_size, options.log_max_files]
+            if options.log_path
+            else None,
+            "cgroup": {
+                "cgroup_root": options.cgroup_root,
+                "cgroup_parent": options.cgroup_parent,
+                "cgroup_version": options.cgroup_version,
+            },
+            "cleanup_paths": list(options.cleanup_paths),
+            "stdin": stdin_w is not None,
+            "console": console is not None,
+            "console_slave": console_slave is not None,
+            "mount_ns": mount_ns is not None,
+        },
+        fds=(listener.fileno(), *outputs.ours(), *extra),
+    )
     mark("reported")
-    report.send(pid=pid, monitor_pid=os.getpid())
+    report.send(pid=pid, monitor_pid=os.getppid())
     report.close()
     for fd in close_after_report:
         os.close(fd)
-    log = (
-        LogWriter(options.log_path, options.log_max_size, options.log_max_files)
-        if options.log_path
-        else None
-    )
-    _watch(
-        directory,
-        pid,
-        cgroup,
-        log,
-        outputs.ours(),
-        listener,
-        options.cleanup_paths,
-        console,
-        console_slave,
-        outputs.stdin_writer(),
-        setup_pid,
-        mount_ns,
-    )
+    _reap(setup_pid)  # it ends once it has said the init's pid
+    os._exit(0)
 
 
 class _CgroupHandle:
@@ -387,9 +470,10 @@ def _setup(
     options: LaunchOptions,
     to_monitor: Channel,
     init_stdio: tuple[int, int, int],
+    monitor_pid: int | None = None,
 ) -> None:
     """The short-lived setup child: cgroup, the init, state.json; reports the init's pid to the
-    monitor and exits, leaving the init to the monitor (a subreaper)."""
+    monitor's helper and exits, leaving the init to the monitor (a subreaper)."""
     config = source if isinstance(source, ContainerConfig) else source()
     try:
         resources = Resources.from_oci(config.resources)
@@ -447,7 +531,7 @@ def _setup(
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
-        record = state_record(container_id, config, options, pid, cgroup)
+        record = state_record(container_id, config, options, pid, cgroup, monitor_pid=monitor_pid)
         if not new_userns:
             write_json_atomic(directory / "state.json", record)
     except BaseException:
@@ -531,7 +615,7 @@ def _watch(
     it copies).
 
     A client on monitor.sock that sends nothing is a waiter: it gets the exit record, one JSON
-    line, when the container ends. One that sends ``attach ROWS COLS\n`` gets the terminal's
+    line, when the container ends. One that sends ``attach ROWS COLS\n`` gets ``attached\n``, then the terminal's
     output as it comes, and what it sends goes to the terminal's input. One that sends
     ``stdin\n`` feeds the container's stdin (when it has one): its end of input is the
     container's end of input. Writes to the container never block the monitor: what it does
@@ -647,6 +731,11 @@ def _watch(
                 attached.add(fd)
                 if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
                     _set_window(console, int(words[1]), int(words[2]))
+                try:  # from here on it gets all output: the client may start the container
+                    clients[fd].sendall(b"attached\n")
+                except OSError:
+                    drop(fd)
+                    return
             else:
                 drop(fd)
                 return

@@ -139,27 +139,45 @@ class _Shape:
 
 
 def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
-    """The shell's monitor: have the init made, wait for a request, then watch the container
-    as any monitor does (or start it the ordinary way when the init does not fit)."""
-    devnull = monitor.become_monitor("orc-pool")
+    """The shell's monitor: its helper does the rest; it watches the container once started."""
+    monitor.run_monitor(
+        "orc-pool",
+        lambda to_monitor, devnull: _shell_helper(control, shape, to_monitor, devnull),
+        helper_only=(control.fileno(),),
+    )
+
+
+def _shell_helper(
+    control: socket.socket, shape: _Shape, to_watcher: Channel, devnull: int
+) -> NoReturn:
+    """Have the init made, wait for a request, then take the container over as any monitor's
+    helper does (or start it the ordinary way when the init does not fit)."""
     outputs = Outputs()
     requests_r, requests_w = pipe_pair()
     from_init, to_monitor = socket_pair()
     identity_r, identity_w = pipe_pair()
     init_pid = _fork_init(
         lambda: _premade_init(shape, identity_r, requests_r, to_monitor, outputs.for_init(devnull)),
-        (*outputs.ours(), requests_w.fd, from_init.fd, identity_w.fd, control.fileno()),
+        (
+            *outputs.ours(),
+            requests_w.fd,
+            from_init.fd,
+            identity_w.fd,
+            control.fileno(),
+            to_watcher.fd,
+        ),
     )
     requests_r.close()
     to_monitor.close()
     identity_r.close()
     outputs.close_theirs()
-    # Told here: the init sees neither its host pid nor us (we are outside its namespace).
+    # Told here: the init sees neither its host pid nor the monitor (outside its namespace).
+    monitor_pid = os.getppid()
     identity_w.send(
         pid=init_pid,
         pid_start=process_start_time(init_pid),
-        monitor_pid=os.getpid(),
-        monitor_start=process_start_time(os.getpid()),
+        monitor_pid=monitor_pid,
+        monitor_start=process_start_time(monitor_pid),
     )
     identity_w.close()
     prepared = from_init.receive() or {}
@@ -185,9 +203,6 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     report = Channel(fds[0])
     try:
         container_id, source, directory, options = parse_request(data)
-        comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(comm, b"orc-mon")
-        os.close(comm)
         # The cgroup takes the container's name while the init works (it reaches the cgroup
         # through descriptors). Renaming moves no process: it waits for no grace period.
         renamed = _rename(cgroup_dirs, container_id)
@@ -204,13 +219,19 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
                 os.close(fd)
             outputs = Outputs(stdin=options.stdin)  # the shell's pipes went to the pre-made init
             setup_pid, from_setup = monitor.fork_setup(
-                lambda to_shell: monitor._setup(
-                    container_id, source, directory, options, to_shell, outputs.for_init(devnull)
+                lambda to_helper: monitor._setup(
+                    container_id,
+                    source,
+                    directory,
+                    options,
+                    to_helper,
+                    outputs.for_init(devnull),
+                    monitor_pid,
                 ),
-                close_in_child=(*outputs.monitor_side(), report.fd),
+                close_in_child=(*outputs.monitor_side(), report.fd, to_watcher.fd),
             )
             outputs.close_theirs()
-            monitor.adopt(
+            monitor.take_over(
                 container_id,
                 directory,
                 options,
@@ -218,6 +239,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
                 setup_pid,
                 from_setup,
                 outputs,
+                to_watcher,
                 (control.fileno(),),
             )
         if not message or not message.get("ready"):
@@ -228,7 +250,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
             _destroy(cgroup)
             raise SetupError((message or {}).get("error") or "container setup failed: init died")
         ready = {"pid": init_pid, "mount_ns": bool(message.get("mount_ns"))}
-        monitor.adopt(
+        monitor.take_over(
             container_id,
             directory,
             options,
@@ -236,6 +258,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
             0,
             _Replay(ready, from_init),
             outputs,
+            to_watcher,
             (control.fileno(),),
         )
     except BaseException as exc:
