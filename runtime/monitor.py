@@ -11,6 +11,7 @@ the process that created it: that process may exit, crash or be upgraded.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
@@ -180,12 +181,22 @@ def run_monitor(
     process lives as long as the container: it runs as little Python as it can, the loop.
     ``helper_only``: descriptors only the helper keeps (the caller's connection, say)."""
     devnull = become_monitor(name)
+    watch_for_helper(lambda to_monitor: helper(to_monitor, devnull), helper_only)
+
+
+def watch_for_helper(
+    helper: Callable[[Channel], None],
+    helper_only: tuple[int, ...] = (),
+    children: tuple[int, ...] = (),
+) -> NoReturn:
+    """(in a monitor) Fork the helper, take the watch over when it hands it to us, watch.
+    ``children``: ours already (a pre-made init), ended here if the helper gives up."""
     from_helper, to_monitor = socket_pair()
     helper_pid = os.fork()
     if helper_pid == 0:
         try:
             from_helper.close()
-            helper(to_monitor, devnull)
+            helper(to_monitor)
         except BaseException:
             pass  # the helper reports its own errors to the caller
         finally:
@@ -199,8 +210,14 @@ def run_monitor(
     watch = (message or {}).get("watch")
     if not watch:
         _reap(helper_pid)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+            _reap(child)
         os._exit(0)  # the helper said what went wrong, and cleaned up
-    if name != "orc-mon":
+    for child in watch.get("reap", ()):
+        _reap(child)  # a pre-made init the helper ended (it did not fit)
+    if watch.get("rename"):
         comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         os.write(comm, b"orc-mon")
         os.close(comm)
@@ -343,6 +360,8 @@ def take_over(
     outputs: Outputs,
     to_monitor: Channel,
     close_after_report: tuple[int, ...] = (),
+    rename: bool = False,
+    reap: tuple[int, ...] = (),
 ) -> NoReturn:
     """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
     tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
@@ -410,6 +429,8 @@ def take_over(
             "console": console is not None,
             "console_slave": console_slave is not None,
             "mount_ns": mount_ns is not None,
+            "rename": rename,
+            "reap": list(reap),
         },
         fds=(listener.fileno(), *outputs.ours(), *extra),
     )
@@ -770,8 +791,10 @@ def _watch(
                 _reap(setup_pid)
             elif fd == pidfd:
                 poller.unregister(pidfd)
-                _reap(setup_pid)
                 status = _reap_children(pid)
+                if status is None:  # not ours yet: the helper, or its setup child, still ends
+                    _reap(setup_pid)
+                    status = _reap_children(pid)
             elif fd in streams:
                 drain(fd)
             elif fd in clients:
@@ -779,7 +802,6 @@ def _watch(
             elif fd == stdin_state["fd"]:
                 flush_stdin()
         if status is None and not streams:
-            _reap(setup_pid)
             status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
     os.close(pidfd)
     if setup_fd >= 0:

@@ -139,47 +139,51 @@ class _Shape:
 
 
 def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
-    """The shell's monitor: its helper does the rest; it watches the container once started."""
-    monitor.run_monitor(
-        "orc-pool",
-        lambda to_monitor, devnull: _shell_helper(control, shape, to_monitor, devnull),
-        helper_only=(control.fileno(),),
+    """The shell's monitor: it forks the init (whose parent it must be, to learn of its end
+    at once), leaves the rest to a helper, and watches the container once started."""
+    devnull = monitor.become_monitor("orc-pool")
+    outputs = Outputs()
+    requests_r, requests_w = pipe_pair()
+    from_init, to_helper = socket_pair()
+    identity_r, identity_w = pipe_pair()
+    init_pid = _fork_init(
+        lambda: _premade_init(shape, identity_r, requests_r, to_helper, outputs.for_init(devnull)),
+        (*outputs.ours(), requests_w.fd, from_init.fd, identity_w.fd, control.fileno()),
+    )
+    requests_r.close()
+    to_helper.close()
+    identity_r.close()
+    outputs.close_theirs()
+    # Told here: the init sees neither its host pid nor us (we are outside its namespace).
+    identity_w.send(
+        pid=init_pid,
+        pid_start=process_start_time(init_pid),
+        monitor_pid=os.getpid(),
+        monitor_start=process_start_time(os.getpid()),
+    )
+    identity_w.close()
+    monitor.watch_for_helper(
+        lambda to_watcher: _shell_helper(
+            control, shape, to_watcher, devnull, init_pid, outputs, requests_w, from_init
+        ),
+        helper_only=(control.fileno(), requests_w.fd, from_init.fd, *outputs.ours()),
+        children=(init_pid,),
     )
 
 
 def _shell_helper(
-    control: socket.socket, shape: _Shape, to_watcher: Channel, devnull: int
+    control: socket.socket,
+    shape: _Shape,
+    to_watcher: Channel,
+    devnull: int,
+    init_pid: int,
+    outputs: Outputs,
+    requests_w: Channel,
+    from_init: Channel,
 ) -> NoReturn:
-    """Have the init made, wait for a request, then take the container over as any monitor's
-    helper does (or start it the ordinary way when the init does not fit)."""
-    outputs = Outputs()
-    requests_r, requests_w = pipe_pair()
-    from_init, to_monitor = socket_pair()
-    identity_r, identity_w = pipe_pair()
-    init_pid = _fork_init(
-        lambda: _premade_init(shape, identity_r, requests_r, to_monitor, outputs.for_init(devnull)),
-        (
-            *outputs.ours(),
-            requests_w.fd,
-            from_init.fd,
-            identity_w.fd,
-            control.fileno(),
-            to_watcher.fd,
-        ),
-    )
-    requests_r.close()
-    to_monitor.close()
-    identity_r.close()
-    outputs.close_theirs()
-    # Told here: the init sees neither its host pid nor the monitor (outside its namespace).
+    """Wait for a request, then take the container over as any monitor's helper does (or
+    start it the ordinary way when the pre-made init does not fit)."""
     monitor_pid = os.getppid()
-    identity_w.send(
-        pid=init_pid,
-        pid_start=process_start_time(init_pid),
-        monitor_pid=monitor_pid,
-        monitor_start=process_start_time(monitor_pid),
-    )
-    identity_w.close()
     prepared = from_init.receive() or {}
     cgroup_dirs: list[str] = prepared.get("cgroups") or []
     if not prepared.get("prepared"):
@@ -211,8 +215,7 @@ def _shell_helper(
         if message and message.get("fallback"):
             # The pre-made init does not fit: clear the shell away, then start the usual way.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)
-            monitor._reap(init_pid)
+                os.kill(init_pid, signal.SIGKILL)  # (the monitor, its parent, reaps it)
             _destroy(cgroup)
             from_init.close()
             for fd in outputs.ours():
@@ -241,12 +244,13 @@ def _shell_helper(
                 outputs,
                 to_watcher,
                 (control.fileno(),),
+                rename=True,
+                reap=(init_pid,),
             )
         if not message or not message.get("ready"):
             # Nothing of the container may stay: its cgroup, under either name.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)
-            monitor._reap(init_pid)
+                os.kill(init_pid, signal.SIGKILL)  # (the monitor, its parent, reaps it)
             _destroy(cgroup)
             raise SetupError((message or {}).get("error") or "container setup failed: init died")
         ready = {"pid": init_pid, "mount_ns": bool(message.get("mount_ns"))}
@@ -260,6 +264,7 @@ def _shell_helper(
             outputs,
             to_watcher,
             (control.fileno(),),
+            rename=True,
         )
     except BaseException as exc:
         try:
