@@ -120,8 +120,6 @@ def _start(
     to_monitor.close()
     from_monitor.close()
     try:
-        if ready.fifo_fd is not None:
-            _wait_for_start(ready.fifo_fd)
         # stdio first: from here on an error reaches the container's log or terminal
         for target, fd in enumerate(stdio):
             if fd != target:
@@ -130,6 +128,8 @@ def _start(
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes our controlling one
         _become_user(config, ready)
         _reset_signals()
+        if ready.fifo_fd is not None:  # all done but the exec when `start` comes
+            _wait_for_start(ready.fifo_fd)
         mark("exec")
         os.closerange(3, 1 << 20)
         os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
@@ -167,7 +167,9 @@ def prepare(
         sc.sethostname(config.hostname)
     if config.domainname:
         sc.setdomainname(config.domainname)
-    fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else None
+    # Opened for reading and writing, a FIFO opens at once; the read in _wait_for_start then
+    # blocks until `start` writes (after we dropped privileges: opened now, as root).
+    fifo_fd = os.open(exec_fifo, os.O_RDWR | os.O_CLOEXEC) if exec_fifo else None
     rootfs.mount_rootfs(config, propagation_done=premounted is not None)
     rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -329,10 +331,8 @@ def check_capabilities(config: ContainerConfig) -> None:
 
 
 def _wait_for_start(fifo_fd: int) -> None:
-    # Opening the FIFO for writing blocks until `start` opens it for reading.
-    fd = os.open(rootfs.fd_path(fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fd, b"0")
-    os.close(fd)
+    while not os.read(fifo_fd, 1):  # (never empty: we hold the FIFO open for writing too)
+        pass
     os.close(fifo_fd)
 
 
