@@ -99,26 +99,37 @@ def _start(
     from_monitor: Channel,
     stdio: tuple[int, int, int],
 ) -> NoReturn:
+    fds, mount_ns = for_the_monitor(ready)
+    to_monitor.send(ready=True, fds=fds, mount_ns=mount_ns is not None)
+    for fd in fds:
+        os.close(fd)
+    to_monitor.close()
+    from_monitor.close()
+    execute(config, ready, stdio)
+
+
+def for_the_monitor(ready: Ready) -> tuple[tuple[int, ...], int | None]:
+    """The descriptors the monitor keeps: the terminal's master and a copy of its slave (with
+    the slave open there, the master never reports a hang-up that could lose the last output
+    of a quick exit), and our mount namespace, which it holds until it has recorded our exit:
+    otherwise the exit itself would take it down (every mount, and an RCU grace period)
+    before the kernel lets anyone know we ended."""
     fds: tuple[int, ...] = ()
     if ready.console:
         master, slave = ready.console
-        # The monitor keeps the master, and a copy of the slave: with the slave open there, the
-        # master never reports a hang-up that could lose the last output of a quick exit.
-        fds = (master, slave)
-        stdio = (slave, slave, slave)
-    # The monitor holds our mount namespace until it has recorded our exit: otherwise the
-    # exit itself would take it down (every mount, and an RCU grace period) before the kernel
-    # lets anyone know we ended.
+        fds = (master, os.dup(slave))
     try:
-        fds = (*fds, os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
-        to_monitor.send(ready=True, fds=fds, mount_ns=True)
+        mount_ns: int | None = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # a container without /proc
-        to_monitor.send(ready=True, fds=fds)
-    for fd in fds:
-        if not ready.console or fd != ready.console[1]:
-            os.close(fd)
-    to_monitor.close()
-    from_monitor.close()
+        mount_ns = None
+    return (*fds, mount_ns) if mount_ns is not None else fds, mount_ns
+
+
+def execute(config: ContainerConfig, ready: Ready, stdio: tuple[int, int, int]) -> NoReturn:
+    """Become the container's program: stdio, user, signals, the wait for `start`, exec."""
+    if ready.console:
+        slave = ready.console[1]
+        stdio = (slave, slave, slave)
     try:
         # stdio first: from here on an error reaches the container's log or terminal
         for target, fd in enumerate(stdio):

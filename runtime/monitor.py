@@ -217,12 +217,27 @@ def watch_for_helper(
         os._exit(0)  # the helper said what went wrong, and cleaned up
     for child in watch.get("reap", ()):
         _reap(child)  # a pre-made init the helper ended (it did not fit)
+    watch_container(watch, fds, helper_pid)
+
+
+def watch_container(
+    watch: dict[str, Any],
+    fds: list[int],
+    helper_pid: int = 0,
+    outputs: tuple[int, int] | None = None,
+) -> NoReturn:
+    """Watch the container ``watch`` describes (see ``watch_message``) until it ends. ``fds``:
+    the listener, then (unless ``outputs`` are ours already) stdout and stderr, then the
+    others the message names."""
     if watch.get("rename"):
         comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         os.write(comm, b"orc-mon")
         os.close(comm)
-    listener, out_r, err_r = (socket.socket(fileno=fds[0]), fds[1], fds[2])
-    rest = iter(fds[3:])
+    listener = socket.socket(fileno=fds[0])
+    if outputs is None:
+        outputs = (fds[1], fds[2])
+        fds = fds[2:]
+    rest = iter(fds[1:])
     stdin_w = next(rest) if watch["stdin"] else None
     console = next(rest) if watch["console"] else None
     console_slave = next(rest) if watch["console_slave"] else None
@@ -234,7 +249,7 @@ def watch_for_helper(
         int(watch["pid"]),
         _CgroupHandle(watch["id"], options),
         log,
-        (out_r, err_r),
+        outputs,
         listener,
         tuple(watch["cleanup_paths"]),
         console,
@@ -254,6 +269,7 @@ def _start_container(
     inherited: tuple[int, ...],
     to_monitor: Channel,
     devnull: int,
+    close_after_report: tuple[int, ...] = (),
 ) -> None:
     """(the monitor's helper) The ordinary start: a setup child makes the init."""
     try:
@@ -272,7 +288,16 @@ def _start_container(
         for fd in inherited:
             os.close(fd)
         take_over(
-            container_id, directory, options, report, setup_pid, from_setup, outputs, to_monitor
+            container_id,
+            directory,
+            options,
+            report,
+            setup_pid,
+            from_setup,
+            outputs,
+            to_monitor,
+            close_after_report,
+            rename=bool(close_after_report),
         )
     except BaseException as exc:
         try:
@@ -410,28 +435,11 @@ def take_over(
             console_slave = None
     # The monitor watches from now on: it has the listener before the caller hears of us.
     stdin_w = outputs.stdin_writer()
-    extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
+    watch, extra = watch_message(
+        container_id, pid, directory, options, stdin_w, console, console_slave, mount_ns
+    )
     to_monitor.send(
-        watch={
-            "id": container_id,
-            "pid": pid,
-            "directory": str(directory),
-            "log": [options.log_path, options.log_max_size, options.log_max_files]
-            if options.log_path
-            else None,
-            "cgroup": {
-                "cgroup_root": options.cgroup_root,
-                "cgroup_parent": options.cgroup_parent,
-                "cgroup_version": options.cgroup_version,
-            },
-            "cleanup_paths": list(options.cleanup_paths),
-            "stdin": stdin_w is not None,
-            "console": console is not None,
-            "console_slave": console_slave is not None,
-            "mount_ns": mount_ns is not None,
-            "rename": rename,
-            "reap": list(reap),
-        },
+        watch={**watch, "rename": rename, "reap": list(reap)},
         fds=(listener.fileno(), *outputs.ours(), *extra),
     )
     mark("reported")
@@ -441,6 +449,39 @@ def take_over(
         os.close(fd)
     _reap(setup_pid)  # it ends once it has said the init's pid
     os._exit(0)
+
+
+def watch_message(
+    container_id: str,
+    pid: int,
+    directory: Path,
+    options: LaunchOptions,
+    stdin_w: int | None,
+    console: int | None,
+    console_slave: int | None,
+    mount_ns: int | None,
+) -> tuple[dict[str, Any], list[int]]:
+    """What the monitor needs to watch a container (``watch_container``), and the descriptors
+    to send along after the listener and the output pipes."""
+    extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
+    return {
+        "id": container_id,
+        "pid": pid,
+        "directory": str(directory),
+        "log": [options.log_path, options.log_max_size, options.log_max_files]
+        if options.log_path
+        else None,
+        "cgroup": {
+            "cgroup_root": options.cgroup_root,
+            "cgroup_parent": options.cgroup_parent,
+            "cgroup_version": options.cgroup_version,
+        },
+        "cleanup_paths": list(options.cleanup_paths),
+        "stdin": stdin_w is not None,
+        "console": console is not None,
+        "console_slave": console_slave is not None,
+        "mount_ns": mount_ns is not None,
+    }, extra
 
 
 class _CgroupHandle:

@@ -56,12 +56,12 @@ class Shell:
         self.pid = pid
         self.control = control
         self.pidfd = os.pidfd_open(pid)
-        self.requests = -1  # where the init reads the request
+        self.requests = -1  # the socket on which the init takes its request
         self.init_pid = 0
 
     def prepared(self) -> bool:
         """Read what the shell said once it was made: ``ready INIT``, with the init's request
-        pipe. False if it gave up."""
+        socket. False if it gave up."""
         try:
             said, fds, _, _ = socket.recv_fds(self.control, 64, 1, socket.MSG_CMSG_CLOEXEC)
         except OSError:
@@ -75,17 +75,19 @@ class Shell:
         return True
 
     def hand_over(self, request: bytes, client: int) -> None:
-        """Pass the request on: straight to the init, which starts on it at once, and to the
-        shell's monitor with the client's connection. The control socket stays open until the
-        container is created (the shell closes its end then): making the next shell meanwhile
+        """Pass the request and the client's connection straight to the init, which starts the
+        container and answers the client. The control socket stays open until the container
+        is created (the shell's monitor closes its end then): making the next shell meanwhile
         would contend with this start."""
-        try:
-            _write_all(self.requests, request)
-        except BrokenPipeError:
-            pass  # it died: the monitor finds out and tells the client
-        os.close(self.requests)
+        sock = socket.socket(fileno=self.requests)
         self.requests = -1
-        socket.send_fds(self.control, [request], [client])
+        try:
+            sent = socket.send_fds(sock, [request], [client])
+            sock.sendall(request[sent:])
+        except OSError:
+            pass  # it died: its monitor tells the client
+        finally:
+            sock.close()
 
     def close(self) -> None:
         """Without a request, the shell removes its init and cgroup and exits."""
@@ -140,18 +142,21 @@ class _Shape:
 
 def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     """The shell's monitor: it forks the init (whose parent it must be, to learn of its end
-    at once), leaves the rest to a helper, and watches the container once started."""
+    at once), tells the server once the init is ready for a request, and watches the container
+    the init then starts (or starts it the ordinary way when the init does not fit)."""
     devnull = monitor.become_monitor("orc-pool")
     outputs = Outputs()
-    requests_r, requests_w = pipe_pair()
-    from_init, to_helper = socket_pair()
+    requests, server_end = socket.socketpair(
+        socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC
+    )
+    from_init, to_monitor = socket_pair()
     identity_r, identity_w = pipe_pair()
     init_pid = _fork_init(
-        lambda: _premade_init(shape, identity_r, requests_r, to_helper, outputs.for_init(devnull)),
-        (*outputs.ours(), requests_w.fd, from_init.fd, identity_w.fd, control.fileno()),
+        lambda: _premade_init(shape, identity_r, requests, to_monitor, outputs.for_init(devnull)),
+        (*outputs.ours(), server_end.fileno(), from_init.fd, identity_w.fd, control.fileno()),
     )
-    requests_r.close()
-    to_helper.close()
+    requests.close()
+    to_monitor.close()
     identity_r.close()
     outputs.close_theirs()
     # Told here: the init sees neither its host pid nor us (we are outside its namespace).
@@ -162,137 +167,53 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         monitor_start=process_start_time(os.getpid()),
     )
     identity_w.close()
-    monitor.watch_for_helper(
-        lambda to_watcher: _shell_helper(
-            control, shape, to_watcher, devnull, init_pid, outputs, requests_w, from_init
-        ),
-        helper_only=(control.fileno(), requests_w.fd, from_init.fd, *outputs.ours()),
-        children=(init_pid,),
-    )
-
-
-def _shell_helper(
-    control: socket.socket,
-    shape: _Shape,
-    to_watcher: Channel,
-    devnull: int,
-    init_pid: int,
-    outputs: Outputs,
-    requests_w: Channel,
-    from_init: Channel,
-) -> NoReturn:
-    """Wait for a request, then take the container over as any monitor's helper does (or
-    start it the ordinary way when the pre-made init does not fit)."""
-    monitor_pid = os.getppid()
     prepared = from_init.receive() or {}
-    cgroup_dirs: list[str] = prepared.get("cgroups") or []
-    if not prepared.get("prepared"):
-        requests_w.close()
-        control.close()  # the server drops us
-        from_init.close()
-        _abandon(shape)
-    try:  # the server hands out only shells that said so; it writes the request itself
-        socket.send_fds(control, [f"ready {init_pid}".encode()], [requests_w.fd])
-    except OSError:
-        pass  # the server is gone, and so is its copy of the pipe: the init sees the end
-    requests_w.close()
     try:
-        data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
+        if prepared.get("prepared"):  # the server hands out only shells that said so
+            socket.send_fds(control, [f"ready {init_pid}".encode()], [server_end.fileno()])
     except OSError:
-        data, fds = b"", []
-    if not data or not fds:
-        control.close()
-        from_init.close()  # the init reads the end of its requests and exits
-        _abandon(shape)
-    report = Channel(fds[0])
-    try:
-        container_id, source, directory, options = parse_request(data)
-        # The cgroup takes the container's name while the init works (it reaches the cgroup
-        # through descriptors). Renaming moves no process: it waits for no grace period.
-        renamed = _rename(cgroup_dirs, container_id)
-        message = from_init.receive() if renamed else {"fallback": "a cgroup of that name exists"}
-        cgroup = shape.cgroup(container_id if renamed else None)
-        if message and message.get("fallback"):
-            # The pre-made init does not fit: clear the shell away, then start the usual way.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)  # (the monitor, its parent, reaps it)
-            _destroy(cgroup)
-            from_init.close()
-            for fd in outputs.ours():
-                os.close(fd)
-            outputs = Outputs(stdin=options.stdin)  # the shell's pipes went to the pre-made init
-            setup_pid, from_setup = monitor.fork_setup(
-                lambda to_helper: monitor._setup(
-                    container_id,
-                    source,
-                    directory,
-                    options,
-                    to_helper,
-                    outputs.for_init(devnull),
-                    monitor_pid,
-                ),
-                close_in_child=(*outputs.monitor_side(), report.fd, to_watcher.fd),
-            )
-            outputs.close_theirs()
-            monitor.take_over(
+        pass  # the server is gone: so is its end of the init's socket, and the init sees it
+    server_end.close()
+    message = from_init.receive() or {}  # when the request is served (or the pool closes)
+    fds = from_init.take_fds()
+    from_init.close()
+    if "watch" in message:
+        control.close()  # the container exists: the server may make the next shell
+        monitor.watch_container(message["watch"], fds, outputs=outputs.ours())
+    if "fallback" in message:
+        # The pre-made init does not fit: it has gone; start the usual way, in a helper.
+        monitor._reap(init_pid)
+        _destroy(shape.cgroup())
+        for fd in outputs.ours():
+            os.close(fd)
+        container_id, source, directory, options = parse_request(message["request"].encode())
+        report = Channel(fds[0])
+        monitor.watch_for_helper(
+            lambda to_watcher: monitor._start_container(
                 container_id,
+                source,
                 directory,
                 options,
                 report,
-                setup_pid,
-                from_setup,
-                outputs,
+                (),
                 to_watcher,
+                devnull,
                 (control.fileno(),),
-                rename=True,
-                reap=(init_pid,),
-            )
-        if not message or not message.get("ready"):
-            # Nothing of the container may stay: its cgroup, under either name.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)  # (the monitor, its parent, reaps it)
-            _destroy(cgroup)
-            raise SetupError((message or {}).get("error") or "container setup failed: init died")
-        ready = {"pid": init_pid, "mount_ns": bool(message.get("mount_ns"))}
-        monitor.take_over(
-            container_id,
-            directory,
-            options,
-            report,
-            0,
-            _Replay(ready, from_init),
-            outputs,
-            to_watcher,
-            (control.fileno(),),
-            rename=True,
+            ),
+            helper_only=(report.fd, control.fileno()),
         )
-    except BaseException as exc:
-        try:
-            report.send(error=init.describe(exc))
-        finally:
-            os._exit(1)
-
-
-class _Replay(Channel):
-    """A channel whose first message was already read."""
-
-    def __init__(self, first: dict[str, Any] | None, rest: Channel) -> None:
-        super().__init__(rest.fd, rest.is_socket)
-        self._fds = rest.take_fds()
-        self.first: dict[str, Any] | None = first
-        self.replayed = False
-
-    def receive(self) -> dict[str, Any] | None:
-        if not self.replayed:
-            self.replayed = True
-            return self.first
-        return super().receive()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    # It failed, or the pool is closing. Nothing of it may stay; then the client hears why.
+    control.close()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(init_pid, signal.SIGKILL)
+    monitor._reap(init_pid)
+    _destroy(shape.cgroup())
+    if message.get("renamed"):
+        _destroy(shape.cgroup(message["renamed"]))
+    if fds and "error" in message:
+        with contextlib.suppress(OSError):
+            Channel(fds[0]).send(error=message["error"])
+    os._exit(0)
 
 
 def parse_request(data: bytes) -> monitor.MonitorArgs:
@@ -324,15 +245,17 @@ def _fork_init(run: Callable[[], None], close_in_child: tuple[int, ...]) -> int:
 def _premade_init(
     shape: _Shape,
     identity: Channel,
-    requests: Channel,
+    requests: socket.socket,
     to_monitor: Channel,
     stdio: tuple[int, int, int],
 ) -> NoReturn:
     """The pre-made init: PID 1 of its own PID namespace, it moves into the pool's cgroup (the
     grace period, paid before anyone waits for it), enters the default namespaces and mounts
     the default kernel filesystems (runtime.premount). At the request it does the whole start
-    itself: limits, state.json, the root filesystem; then it tells the monitor it is ready and
-    runs the program."""
+    itself: the cgroup's name and limits, state.json, the root filesystem; then it hands the
+    watch to its monitor, answers the client and runs the program."""
+    report: Channel | None = None
+    renamed = ""
     try:
         os.setsid()
         pool = shape.cgroup()
@@ -346,55 +269,72 @@ def _premade_init(
             premounted = None  # a kernel without one of them: the request mounts them itself
         me = identity.receive() or {}
         identity.close()
-        cgroup = pool.pinned()  # the monitor renames it at the request
+        cgroup = pool.pinned()  # reaches the cgroup whatever its name
         _warm_up(shape, cgroup)
-        to_monitor.send(prepared=True, cgroups=pool.unique_dirs())
-        request = read_request(requests.fd)
+        to_monitor.send(prepared=True)
+        request, fds = _receive_request(requests)
         requests.close()
-        if not request:
+        if not request or not fds:
             os._exit(0)  # the pool is closing
         mark("init")
+        report = Channel(fds[0])
         container_id, source, directory, options = parse_request(request)
         config = source() if callable(source) else source
         reason = unfit(config, options)
+        if not reason and not _rename(pool.unique_dirs(), container_id):
+            reason = "a cgroup of that name exists"
         if reason:
-            to_monitor.send(fallback=reason)
+            to_monitor.send(fallback=reason, request=request.decode(), fds=(report.fd,))
             os._exit(0)
+        renamed = container_id
         try:
             resources = Resources.from_oci(config.resources)
         except (ValueError, TypeError) as exc:
             raise SetupError(f"config.json: linux.resources: {exc}") from None
         cgroup.set(resources)
+        named = shape.cgroup(container_id)
         starts = (me.get("pid_start"), me.get("monitor_start"))
+        pid, monitor_pid = int(me.get("pid") or 0), int(me.get("monitor_pid") or 0)
         record = monitor.state_record(
-            container_id,
-            config,
-            options,
-            int(me.get("pid") or 0),
-            shape.cgroup(container_id),
-            starts,
-            monitor_pid=int(me.get("monitor_pid") or 0),
+            container_id, config, options, pid, named, starts, monitor_pid=monitor_pid
         )
         write_json_atomic(directory / "state.json", record)
+        listener = monitor._listen(directory)
         fifo = str(directory / "exec.fifo") if options.create_only else None
         ready = init.prepare(config, fifo, lambda: None, premounted)
+        # Ready: the monitor watches from now on, then the client hears of us.
+        handed, mount_ns = init.for_the_monitor(ready)
+        console = handed[:2] if ready.console else ()
+        watch, extra = monitor.watch_message(
+            container_id,
+            pid,
+            directory,
+            options,
+            None,
+            console[0] if console else None,
+            console[1] if console else None,
+            mount_ns,
+        )
+        to_monitor.send(watch={**watch, "rename": True}, fds=(listener.fileno(), *extra))
+        report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
-        try:
-            to_monitor.send(error=init.describe(exc))
+        try:  # the monitor cleans up, then tells the client
+            handed_on = (report.fd,) if report is not None else ()
+            to_monitor.send(error=init.describe(exc), renamed=renamed, fds=handed_on)
         finally:
             os._exit(1)
-    init._start(config, ready, to_monitor, requests, stdio)
+    init.execute(config, ready, stdio)
 
 
-def read_request(fd: int) -> bytes:
-    """The launch request (three lines), or b"" when the pool closes."""
-    data = b""
-    while data.count(b"\n") < 3:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b""
-        data += chunk
-    return data
+def _receive_request(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """The launch request (three lines) and the client's connection that came with it."""
+    data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
+    while data and data.count(b"\n") < 3:
+        more = sock.recv(1 << 20)
+        if not more:
+            return b"", fds
+        data += more
+    return data, list(fds)
 
 
 def _warm_up(shape: _Shape, cgroup: Any) -> None:
