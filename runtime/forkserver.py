@@ -15,6 +15,7 @@ server forks at once, and the monitor parses the request and answers on the same
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
 import errno
 import fcntl
 import gc
@@ -376,7 +377,7 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
         log.close()
         reader.close()
         writer.close()
-        signal.signal(signal.SIGQUIT, signal.getsignal(signal.SIGQUIT))
+        _signal.signal(signal.SIGQUIT, _signal.getsignal(signal.SIGQUIT))
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
         write_json_atomic(
             scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"}

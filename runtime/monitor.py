@@ -11,6 +11,7 @@ the process that created it: that process may exit, crash or be upgraded.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
 import contextlib
 import errno
 import gc
@@ -243,11 +244,10 @@ def watch_container(
     console_slave = next(rest) if watch["console_slave"] else None
     mount_ns = next(rest) if watch["mount_ns"] else None
     log = LogWriter(*watch["log"]) if watch["log"] else None
-    options = LaunchOptions(**watch["cgroup"])
     _watch(
         Path(watch["directory"]),
         int(watch["pid"]),
-        _CgroupHandle(watch["id"], options),
+        _CgroupHandle(watch["id"], *watch["cgroup"]),
         log,
         outputs,
         listener,
@@ -314,9 +314,11 @@ def become_monitor(name: str) -> int:
     os.write(comm, name.encode())
     os.close(comm)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init becomes ours when the setup child ends
+    # The C module's own call: the signal module's wrapper converts to and from enums, and
+    # the enum machinery it runs would copy some 150 KiB of shared pages into this process.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _signal.signal(sig, 0 + signal.SIG_IGN)
+    _signal.signal(signal.SIGCHLD, 0 + signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -399,7 +401,9 @@ def take_over(
     console = terminal[0] if terminal else None
     console_slave = terminal[1] if len(terminal) > 1 else None
     from_setup.close()
-    cgroup = _CgroupHandle(container_id, options)
+    cgroup = _CgroupHandle(
+        container_id, options.cgroup_root, options.cgroup_parent, options.cgroup_version
+    )
     if not message or "pid" not in message:
         _reap(setup_pid)
         # The setup child may have died, or lost the privilege to clean up (in a user namespace).
@@ -471,11 +475,7 @@ def watch_message(
         "log": [options.log_path, options.log_max_size, options.log_max_files]
         if options.log_path
         else None,
-        "cgroup": {
-            "cgroup_root": options.cgroup_root,
-            "cgroup_parent": options.cgroup_parent,
-            "cgroup_version": options.cgroup_version,
-        },
+        "cgroup": [options.cgroup_root, options.cgroup_parent, options.cgroup_version],
         "cleanup_paths": list(options.cleanup_paths),
         "stdin": stdin_w is not None,
         "console": console is not None,
@@ -487,19 +487,16 @@ def watch_message(
 class _CgroupHandle:
     """The container's cgroup as the monitor needs it at the end; made only then."""
 
-    def __init__(self, container_id: str, options: LaunchOptions) -> None:
+    def __init__(self, container_id: str, root: str, parent: str, version: int | None) -> None:
         self.container_id = container_id
-        self.options = options
+        self.where = (root, parent, version)
         self._manager: Any = None
 
     def manager(self) -> Any:
         if self._manager is None:
-            o = self.options
+            root, parent, version = self.where
             self._manager = open_manager(
-                self.container_id,
-                root=o.cgroup_root,
-                parent=o.cgroup_parent,
-                version=o.cgroup_version,
+                self.container_id, root=root, parent=parent, version=version
             )
         return self._manager
 
@@ -818,7 +815,7 @@ def _watch(
         for fd, _ in poller.poll():
             if fd == listen_fd:
                 try:
-                    conn, _ = listener.accept()
+                    conn = _accept(listener)
                     conn.settimeout(2.0)
                     clients[conn.fileno()] = conn
                     reading.add(conn.fileno())
@@ -860,6 +857,12 @@ def _watch(
     for fd in list(attached):
         drop(fd)  # an attached client sees the end of its stream; waiters get the exit record
     _finish(directory, status, cgroup, list(clients.values()), listener, cleanup_paths, mount_ns)
+
+
+def _accept(listener: socket.socket) -> socket.socket:
+    """``listener.accept()`` without the socket module's enum conversions (see become_monitor)."""
+    fd, _ = listener._accept()  # type: ignore[attr-defined]
+    return socket.socket(fileno=fd)
 
 
 def _set_window(console: int, rows: int, columns: int) -> None:
@@ -930,7 +933,7 @@ def _finish(
     # Late arrivals are still queued on the listener: answer them too.
     while True:
         try:
-            conn, _ = listener.accept()
+            conn = _accept(listener)
             waiters.append(conn)
         except OSError:
             break
