@@ -1,6 +1,6 @@
 """Container start benchmark: our runtime's Python API against crun and runc, same bundle.
 
-    sudo .venv/bin/python bench/bench_runtime.py [--runs 40]
+    sudo .venv/bin/python bench/bench_runtime.py [--runs 40] [--gap 0.05] [--blocks 4]
 
 Each run creates, starts and waits for ``true`` in a fresh container with its own mount, pid,
 uts, ipc, net and cgroup namespaces, an overlay root filesystem (busybox) and cgroup limits
@@ -8,10 +8,14 @@ uts, ipc, net and cgroup namespaces, an overlay root filesystem (busybox) and cg
 crun and runc are executed per run, each on an overlay mounted for it in the timed region.
 crun refuses this machine's hybrid cgroup layout, so the whole benchmark runs in a private mount
 namespace where /sys/fs/cgroup/unified is unmounted (our runtime does not need that).
-Runs are spaced ``--gap`` seconds apart for every runtime alike, so each start is measured on a
-quiet machine (with the fork server, that also gives its pool time to make the next container).
+Runs are spaced ``--gap`` seconds apart for every runtime alike: 0.05 s measures each start on
+a quiet machine (with the fork server, that also gives its pool time to make the next
+container); ``--gap 0`` measures starts back to back, where each runtime's cleanup and our
+pool's refill compete with the next start for the 2 CPUs. The runs are split in blocks taken in
+turns, so that a drift in the machine's load weighs on every runtime alike.
 Also printed: ``orchestrator run --rm IMAGE true`` end to end, and the memory each running
-container costs on the host (its monitor's PSS). Medians throughout.
+container costs on the host (its monitor's PSS, containers launched ``--monitor-spacing`` apart
+so that pre-made containers serve them all). Medians throughout.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def fresh_layer(base: Path, i: int) -> tuple[Path, Path]:
 
 
 def bench_ours(
-    work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool
+    work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool, block: int = 0
 ) -> list[float]:
     from runtime.api import Runtime
 
@@ -71,7 +75,7 @@ def bench_ours(
     bundle = work / "ours"
     times = []
     for i in range(runs + 3):
-        upper, wdir = fresh_layer(work, f"{int(two_step)}{int(fork_server)}-{i}")  # type: ignore[arg-type]
+        upper, wdir = fresh_layer(work, f"{block}-{int(two_step)}{int(fork_server)}-{i}")  # type: ignore[arg-type]
         write_spec(
             bundle,
             {
@@ -101,13 +105,13 @@ def bench_ours(
     return times
 
 
-def bench_peer(work: Path, lower: Path, runs: int, tool: str) -> list[float]:
+def bench_peer(work: Path, lower: Path, runs: int, tool: str, block: int = 0) -> list[float]:
     bundle = work / tool
     write_spec(bundle)
     rootfs = str(bundle / "rootfs")
     times = []
     for i in range(runs + 3):
-        upper, wdir = fresh_layer(work, f"{tool}{i}")  # type: ignore[arg-type]
+        upper, wdir = fresh_layer(work, f"{block}-{tool}{i}")  # type: ignore[arg-type]
         started = time.perf_counter()
         sc.mount(
             "overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={wdir}"
@@ -171,8 +175,10 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
-    """PSS of each monitor while ``count`` containers run, launched as the supervisor will."""
+def bench_monitor_memory(work: Path, lower: Path, count: int, spacing: float) -> list[int]:
+    """PSS of each monitor while ``count`` containers run, launched as the supervisor will,
+    ``spacing`` seconds apart (enough for the fork server to have a pre-made container ready
+    each time: its monitors are the larger kind)."""
     from runtime.api import Runtime
     from runtime.forkserver import stop
 
@@ -194,6 +200,7 @@ def bench_monitor_memory(work: Path, lower: Path, count: int) -> list[int]:
             spec["process"]["args"] = ["sleep", "600"]
             (bundle / "config.json").write_text(json.dumps(spec))
             rt.run(f"m{i}", bundle)
+            time.sleep(spacing)
         time.sleep(0.5)
         for state in rt.list():
             pss.append(pss_kib(int(state.record["monitor_pid"])))
@@ -212,9 +219,19 @@ def main() -> None:
     global GAP
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=4,
+        help="the runs of each runtime are split in this many blocks, taken in turns, so that"
+        " a drift of the machine's load weighs on every runtime alike",
+    )
     parser.add_argument("--monitors", type=int, default=20)
     parser.add_argument(
         "--gap", type=float, default=0.05, help="seconds between runs (all runtimes)"
+    )
+    parser.add_argument(
+        "--monitor-spacing", type=float, default=0.15, help="seconds between the memory launches"
     )
     args = parser.parse_args()
     GAP = args.gap
@@ -224,25 +241,33 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="orc-bench-"))
     try:
         lower = make_rootfs(work / "lower")
-        results: dict[str, float] = {}
-        for server in (True, False):
-            how = "fork server" if server else "direct fork"
-            results[f"ours ({how}) create+start+wait"] = median_ms(
-                bench_ours(work, lower, args.runs, True, server)
-            )
-            results[f"ours ({how}) run+wait"] = median_ms(
-                bench_ours(work, lower, args.runs, False, server)
-            )
-        for tool in ("crun", "runc"):
-            if shutil.which(tool):
+        samples: dict[str, list[float]] = {}
+        per_block = max(1, args.runs // args.blocks)
+        peers = [tool for tool in ("crun", "runc") if shutil.which(tool)]
+        for block in range(args.blocks):
+            for server in (True, False):
+                how = "fork server" if server else "direct fork"
+                for two_step, what in ((True, "create+start+wait"), (False, "run+wait")):
+                    samples.setdefault(f"ours ({how}) {what}", []).extend(
+                        bench_ours(work, lower, per_block, two_step, server, block)
+                    )
+            for tool in list(peers):
                 try:
-                    results[f"{tool} run"] = median_ms(bench_peer(work, lower, args.runs, tool))
+                    samples.setdefault(f"{tool} run", []).extend(
+                        bench_peer(work, lower, per_block, tool, block)
+                    )
                 except RuntimeError as exc:
                     print(f"{tool}: skipped: {exc}")
+                    peers.remove(tool)
+                    samples.pop(f"{tool} run", None)
+        results = {name: median_ms(values) for name, values in samples.items()}
         cli = bench_cli(work, max(5, args.runs // 4))
         if cli:
             results["orchestrator run --rm busybox true (CLI, end to end)"] = median_ms(cli)
-        print(f"container start, median of {args.runs} runs (create, start, wait for `true`):")
+        print(
+            f"container start, median of {per_block * args.blocks} runs in {args.blocks} blocks"
+            " (create, start, wait for `true`):"
+        )
         for name, value in results.items():
             print(f"  {name:58s} {value:8.2f} ms")
         for tool in ("crun", "runc"):
@@ -254,10 +279,11 @@ def main() -> None:
                     if name.startswith("ours")
                 )
                 print(f"  ours / {tool}: {ratios}")
-        pss = bench_monitor_memory(work, lower, args.monitors)
+        pss = bench_monitor_memory(work, lower, args.monitors, args.monitor_spacing)
+        median = statistics.median(pss)
         print(
-            f"monitor memory, {len(pss)} running containers: median PSS {statistics.median(pss) / 1024:.2f} MiB"
-            f" (max {max(pss) / 1024:.2f} MiB)"
+            f"monitor memory, {len(pss)} running containers: median PSS {median / 1024:.2f} MiB"
+            f" = {median * 1024 / 1e6:.2f} MB (max {max(pss) / 1024:.2f} MiB)"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
