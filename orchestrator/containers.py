@@ -382,6 +382,20 @@ class Containers:
         except StateError:
             raise ConflictError(f"container {container.name} is not running") from None
 
+    def exec(
+        self,
+        container: Container,
+        args: list[str],
+        env: tuple[str, ...] = (),
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> int:
+        """Run ``args`` in the running container with our stdio; its exit status."""
+        try:
+            return int(self.runtime.exec(container.id, args, env=env, user=user, cwd=workdir))
+        except (NotFound, StateError):
+            raise ConflictError(f"container {container.name} is not running") from None
+
     def pause(self, container: Container) -> None:
         self._transition(container, self.runtime.pause)
 

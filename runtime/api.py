@@ -135,6 +135,26 @@ class Runtime:
         record = dict(current.record, started=timestamp())
         st.write_json_atomic(current.directory / "state.json", record)
 
+    def exec(
+        self,
+        container_id: str,
+        args: list[str] | tuple[str, ...],
+        *,
+        env: tuple[str, ...] = (),
+        user: str | None = None,
+        cwd: str | None = None,
+        stdio: tuple[int, int, int] = (0, 1, 2),
+    ) -> int:
+        """Run ``args`` in the running container, with ``stdio``; its exit status. The calling
+        process forks, so it must be single-threaded (see runtime.enter)."""
+        from runtime.enter import ExecOptions, run
+
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "exec in")
+        config = load_bundle(current.record["bundle"])
+        options = ExecOptions(tuple(args), tuple(env), user, cwd, stdio)
+        return run(current, config, self._cgroup(container_id), options)
+
     def state(self, container_id: str) -> st.ContainerState:
         return st.load(self.root, container_id)
 

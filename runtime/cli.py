@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", "-a", action="store_true", help="signal every process of the container")
     p.add_argument("id")
     p.add_argument("signal", nargs="?", default="SIGTERM")
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("--env", "-e", action="append", default=[], help="KEY=VALUE, repeatable")
+    p.add_argument("--user", "-u", help="user[:group] (default: the container's)")
+    p.add_argument("--cwd", help="working directory (default: the container's)")
+    p.add_argument("id")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
     p = sub.add_parser("delete", help="remove a stopped container")
     p.add_argument("--force", "-f", action="store_true", help="kill it first if it runs")
     p.add_argument("id")
@@ -142,6 +148,10 @@ def run_command(args: argparse.Namespace) -> int:
             rt.kill_all(args.id, sig)
         else:
             rt.kill(args.id, sig)
+    elif command == "exec":
+        if not args.cmd:
+            raise Error("exec: give the command to run")
+        return rt.exec(args.id, args.cmd, env=tuple(args.env), user=args.user, cwd=args.cwd)
     elif command == "delete":
         rt.delete(args.id, force=args.force)
     elif command == "pause":

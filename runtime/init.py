@@ -137,8 +137,8 @@ def execute(config: ContainerConfig, ready: Ready, stdio: tuple[int, int, int]) 
                 os.dup2(fd, target, inheritable=True)
         if ready.console:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes our controlling one
-        _become_user(config, ready)
-        _reset_signals()
+        become_user(config, ready)
+        reset_signals()
         if ready.fifo_fd is not None:  # all done but the exec when `start` comes
             _wait_for_start(ready.fifo_fd)
         mark("exec")
@@ -347,7 +347,7 @@ def _wait_for_start(fifo_fd: int) -> None:
     os.close(fifo_fd)
 
 
-def _become_user(config: ContainerConfig, ready: Ready) -> None:
+def become_user(config: ContainerConfig, ready: Ready) -> None:
     c = config.capabilities
     caps.drop_bounding(c.bounding)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
@@ -375,7 +375,7 @@ def describe(exc: BaseException) -> str:
     return f"container setup failed: {type(exc).__name__}: {exc}"
 
 
-def _reset_signals() -> None:
+def reset_signals() -> None:
     """The user's program starts with default dispositions and nothing blocked: an ignored signal
     would stay ignored across exec (the monitor ignores SIGTERM, Python ignores SIGPIPE)."""
     import signal

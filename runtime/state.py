@@ -27,6 +27,7 @@ ALLOWED = {
     "pause": {RUNNING},
     "resume": {PAUSED},
     "delete": {CREATED, STOPPED},
+    "exec in": {RUNNING},
 }
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")

@@ -77,6 +77,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_wait)
 
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE, repeatable")
+    p.add_argument("-u", "--user", help="user[:group] (default: the container's)")
+    p.add_argument("-w", "--workdir", help="working directory (default: the container's)")
+    p.add_argument("container")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+    p.set_defaults(func=cmd_exec)
+
     p = sub.add_parser("inspect", help="show a container's record and state as JSON")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_inspect)
@@ -433,6 +441,15 @@ def cmd_wait(args: argparse.Namespace) -> int:
         result = containers.wait(containers.get(name))
         print(result.get("exit_code"))
     return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Exit with the command's own status, as ``docker exec`` does."""
+    if not args.cmd:
+        raise UserError("exec: give the command to run")
+    containers = _containers(args)
+    container = containers.get(args.container)
+    return int(containers.exec(container, args.cmd, tuple(args.env), args.user, args.workdir))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -251,3 +251,27 @@ def test_interactive_without_terminal_pipes_stdin(orc: Orc, state_root: Path) ->
     )
     assert done.returncode == 3
     assert done.stdout.strip() == "3"
+
+
+def test_exec_runs_in_the_container_and_returns_its_status(orc: Orc) -> None:
+    orc("run", "-d", "--name", "ex", "--hostname", "exhost", "busybox", "sleep", "30")
+    done = orc(
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "ex",
+        "sh",
+        "-c",
+        "hostname; echo $FOO; pwd; exit 3",
+        check=False,
+    )
+    assert done.returncode == 3
+    assert done.stdout.split("\n")[:3] == ["exhost", "bar", "/tmp"]
+    assert orc("exec", "-u", "nobody", "ex", "id", "-u").stdout.strip() == "65534"
+    missing = orc("exec", "ex", "no-such-program", check=False)
+    assert missing.returncode != 0 and "executable file not found" in missing.stderr
+    orc("rm", "-f", "ex")
+    gone = orc("exec", "ex", "true", check=False)
+    assert gone.returncode != 0 and "ex" in gone.stderr and "Traceback" not in gone.stderr

@@ -1,0 +1,92 @@
+"""exec: another process in a running container, in its namespaces, cgroup and user."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.errors import Error, StateError
+from tests.busybox import bundle
+
+pytestmark = pytest.mark.root
+
+
+def _running(rt: Any, tmp_path: Path, rootfs: Path, **changes: Any) -> str:
+    b = bundle(
+        tmp_path / "b",
+        ["sh", "-c", "echo from-the-container > /tmp/mark; exec sleep 30"],
+        lower=rootfs,
+        hostname="boxy",
+        **changes,
+    )
+    rt.run("c", b)
+    deadline = time.monotonic() + 5
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        while rt.exec("c", ["test", "-e", "/tmp/mark"], stdio=(null, null, null)) != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.close(null)
+    return "c"
+
+
+def _exec(rt: Any, tmp_path: Path, args: list[str], **options: Any) -> tuple[int, str]:
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        status = rt.exec("c", args, stdio=(null, fd, fd), **options)
+    finally:
+        os.close(fd)
+        os.close(null)
+    return status, out.read_text()
+
+
+def test_exec_joins_the_container(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    _running(rt, tmp_path, busybox_rootfs)
+    script = (
+        "hostname; cat /tmp/mark; ps -o pid,comm | grep -c sleep; echo $$; "
+        "grep CapEff /proc/self/status; cat /proc/self/cgroup | grep pids; "
+        "ls /proc | grep -c '^[0-9]'; exit 7"
+    )
+    status, out = _exec(rt, tmp_path, ["sh", "-c", script])
+    lines = out.split("\n")
+    assert status == 7  # the command's own exit status
+    assert lines[0] == "boxy"  # its uts namespace
+    assert lines[1] == "from-the-container"  # its mount namespace and root
+    assert lines[2] == "1"  # the container's processes, not the host's
+    assert int(lines[3]) > 1  # in its PID namespace (its init is 1)
+    assert lines[4].split()[1] == "00000000a80425fb"  # the container's capabilities
+    assert lines[5] == "8:pids:/" or lines[5].endswith(":/")  # its cgroup (namespace root)
+    assert int(lines[6]) < 10  # no host pid visible
+
+
+def test_exec_user_env_and_workdir(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    _running(rt, tmp_path, busybox_rootfs, process__user={"uid": 1000, "gid": 1000})
+    status, out = _exec(rt, tmp_path, ["sh", "-c", "id -u; echo $FOO; pwd"], env=("FOO=bar",))
+    assert (status, out.split("\n")[:3]) == (0, ["1000", "bar", "/"])  # the container's user
+    status, out = _exec(rt, tmp_path, ["id"], user="nobody", cwd="/tmp")
+    assert status == 0 and out.startswith("uid=65534(nobody)")
+    status, out = _exec(rt, tmp_path, ["pwd"], cwd="/tmp")
+    assert out.strip() == "/tmp"
+
+
+def test_exec_errors(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    _running(rt, tmp_path, busybox_rootfs)
+    with pytest.raises(Error, match="executable file not found"):
+        rt.exec("c", ["no-such-program"])
+    with pytest.raises(Error, match="no such directory"):
+        rt.exec("c", ["true"], cwd="/nowhere")
+    with pytest.raises(Error, match="no-such-user"):
+        rt.exec("c", ["true"], user="no-such-user")
+    status, _ = _exec(rt, tmp_path, ["sh", "-c", "kill -9 $$"])
+    assert status == 137  # killed by a signal: 128 + signal, as a shell says
+    rt.kill("c", 9)
+    rt.wait("c")
+    with pytest.raises(StateError, match="is stopped: cannot exec in it"):
+        rt.exec("c", ["true"])
