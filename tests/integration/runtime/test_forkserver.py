@@ -131,3 +131,40 @@ def test_user_namespace_through_the_fork_server(
     assert rt.wait("mapped", timeout=10)["exit_code"] == 0
     rt.delete("mapped")
     assert "300000" in log.read_text()
+
+
+def test_a_killed_fork_server_leaves_no_pre_made_container_behind(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """SIGKILL gives the server no chance to clean up: its shells notice it is gone (their
+    sockets end) and remove their init, cgroup and themselves."""
+    import os
+    import signal
+
+    from runtime.forkserver import ForkServerClient, pool_ready
+
+    root = state_root / "runtime"
+    before = _pool_cgroups()
+    ForkServerClient(root)._connect().close()
+    deadline = time.monotonic() + 10
+    while pool_ready(root) < 2:
+        assert time.monotonic() < deadline, "the pool did not fill"
+        time.sleep(0.02)
+    os.kill(_server_pid(root), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _pool_cgroups() - before:
+        assert time.monotonic() < deadline, "pre-made containers outlived their server"
+        time.sleep(0.02)
+
+
+def _server_pid(root: Path) -> int:
+    import json
+    import socket
+
+    from runtime.forkserver import SOCKET_NAME
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(root / SOCKET_NAME))
+        sock.sendall(b"ping\n")
+        reply = sock.makefile().readline()
+    return int(json.loads(reply)["pong"])
