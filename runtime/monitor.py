@@ -12,7 +12,6 @@ the process that created it: that process may exit, crash or be upgraded.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
-import contextlib
 import errno
 import gc
 import json
@@ -186,12 +185,9 @@ def run_monitor(
 
 
 def watch_for_helper(
-    helper: Callable[[Channel], None],
-    helper_only: tuple[int, ...] = (),
-    children: tuple[int, ...] = (),
+    helper: Callable[[Channel], None], helper_only: tuple[int, ...] = ()
 ) -> NoReturn:
-    """(in a monitor) Fork the helper, take the watch over when it hands it to us, watch.
-    ``children``: ours already (a pre-made init), ended here if the helper gives up."""
+    """(in a monitor) Fork the helper, take the watch over when it hands it to us, watch."""
     from_helper, to_monitor = socket_pair()
     helper_pid = os.fork()
     if helper_pid == 0:
@@ -211,13 +207,7 @@ def watch_for_helper(
     watch = (message or {}).get("watch")
     if not watch:
         _reap(helper_pid)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-            _reap(child)
         os._exit(0)  # the helper said what went wrong, and cleaned up
-    for child in watch.get("reap", ()):
-        _reap(child)  # a pre-made init the helper ended (it did not fit)
     watch_container(watch, fds, helper_pid)
 
 
@@ -388,7 +378,6 @@ def take_over(
     to_monitor: Channel,
     close_after_report: tuple[int, ...] = (),
     rename: bool = False,
-    reap: tuple[int, ...] = (),
 ) -> NoReturn:
     """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
     tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
@@ -443,7 +432,7 @@ def take_over(
         container_id, pid, directory, options, stdin_w, console, console_slave, mount_ns
     )
     to_monitor.send(
-        watch={**watch, "rename": rename, "reap": list(reap)},
+        watch={**watch, "rename": rename},
         fds=(listener.fileno(), *outputs.ours(), *extra),
     )
     mark("reported")

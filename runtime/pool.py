@@ -6,13 +6,13 @@ into a cgroup, which on cgroup v1 waits for an RCU grace period; and mounting /p
 /sys (runtime.premount). A *shell* does all of that ahead of time, in a cgroup named
 ``_pool-<hex>``.
 
-At a launch request the fork server writes the request straight to the shell's init and hands
-the shell's monitor the request and the client's connection. The init does the start itself:
-it parses the config, sets the limits (through descriptors of its cgroup), writes state.json,
-builds the root filesystem, pivots, tells the monitor it is ready and execs. Meanwhile the
-monitor renames the cgroup to the container's id (a rename moves no process, so it waits for
-nothing), then reports to the client and watches the container as any monitor does. Then the
-fork server makes the next shell.
+At a launch request the fork server passes the request and the client's connection straight to
+the shell's init, which does the start itself: it parses the config, renames its cgroup to the
+container's id (a rename moves no process, so it waits for nothing), sets the limits (through
+descriptors of the cgroup, valid under any name), writes state.json, builds the root
+filesystem, pivots, hands the watch to its monitor (the listener socket, the terminal, its
+mount namespace), answers the client and execs. The monitor only watches from then on (see
+runtime.monitor). Then the fork server makes the next shell.
 
 A request a shell cannot serve (other namespaces, a user namespace, inherited stdio, a cgroup
 name already taken) falls back to the ordinary path in the same monitor. Only cgroup v1 can
@@ -374,22 +374,6 @@ def _rename(dirs: list[str], name: str) -> bool:
                 os.rename(new, old)
         return False
     return bool(dirs)
-
-
-def _abandon(shape: _Shape) -> NoReturn:
-    # The server closed its end of the request pipe (or never had it): the init reads the end
-    # and exits.
-    _reap_all()
-    _destroy(shape.cgroup())
-    os._exit(0)
-
-
-def _reap_all() -> None:
-    while True:
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
 
 
 def _destroy(manager: Any) -> None:

@@ -265,8 +265,8 @@ class V1Manager(Manager):
 
     def pinned(self) -> V1Manager:
         """The same cgroup, reached through descriptors opened now (and kept open): it keeps
-        working when the cgroup is renamed meanwhile. A pool's init sets its limits through it
-        while its monitor gives the cgroup the container's name."""
+        working when the cgroup is renamed, and spares the path lookups. A pre-made init opens
+        it ahead of its request (runtime.pool)."""
         copy = V1Manager(self.name, root=self.root, parent=self.parent)
         opened: dict[str, str] = {}
         for name, acting in self._acting.items():
