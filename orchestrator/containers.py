@@ -389,10 +389,26 @@ class Containers:
         env: tuple[str, ...] = (),
         user: str | None = None,
         workdir: str | None = None,
+        stdin: int = 0,
+        tty: tuple[int, int] | None = None,
+        interactive: bool = False,
     ) -> int:
-        """Run ``args`` in the running container with our stdio; its exit status."""
+        """Run ``args`` in the running container with our stdio (``stdin`` for input), through
+        a terminal of ``tty`` rows and columns if given; its exit status."""
         try:
-            return int(self.runtime.exec(container.id, args, env=env, user=user, cwd=workdir))
+            return int(
+                self.runtime.exec(
+                    container.id,
+                    args,
+                    env=env,
+                    user=user,
+                    cwd=workdir,
+                    stdio=(stdin, 1, 2),
+                    tty=tty is not None,
+                    interactive=interactive,
+                    window=tty or (24, 80),
+                )
+            )
         except (NotFound, StateError):
             raise ConflictError(f"container {container.name} is not running") from None
 

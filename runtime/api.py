@@ -144,15 +144,19 @@ class Runtime:
         user: str | None = None,
         cwd: str | None = None,
         stdio: tuple[int, int, int] = (0, 1, 2),
+        tty: bool = False,
+        interactive: bool = False,
+        window: tuple[int, int] = (24, 80),
     ) -> int:
-        """Run ``args`` in the running container, with ``stdio``; its exit status. The calling
-        process forks, so it must be single-threaded (see runtime.enter)."""
+        """Run ``args`` in the running container, with ``stdio`` (through a terminal of the
+        container's relayed to them, with ``tty``); its exit status. The calling process
+        forks, so it must be single-threaded (see runtime.enter)."""
         from runtime.enter import ExecOptions, run
 
         current = self.state(container_id)
         st.check_transition(container_id, current.status, "exec in")
         config = load_bundle(current.record["bundle"])
-        options = ExecOptions(tuple(args), tuple(env), user, cwd, stdio)
+        options = ExecOptions(tuple(args), tuple(env), user, cwd, stdio, tty, interactive, window)
         return run(current, config, self._cgroup(container_id), options)
 
     def state(self, container_id: str) -> st.ContainerState:

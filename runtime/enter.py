@@ -14,10 +14,16 @@ fork server, as it does to launch).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import os
+import select
 import signal
+import socket
+import struct
+import termios
 from typing import NoReturn
 
 from runtime import init, users
@@ -46,6 +52,11 @@ class ExecOptions:
     user: str | None = None  # user[:group], as Docker's --user; default: the container's
     cwd: str | None = None  # default: the container's
     stdio: tuple[int, int, int] = (0, 1, 2)
+    # A terminal from the container's own devpts, its master relayed to ``stdio``; our input
+    # goes to it only when ``interactive``.
+    tty: bool = False
+    interactive: bool = False
+    window: tuple[int, int] = (24, 80)  # rows, columns
 
 
 def run(state: ContainerState, config: ContainerConfig, cgroup: object, opts: ExecOptions) -> int:
@@ -53,23 +64,29 @@ def run(state: ContainerState, config: ContainerConfig, cgroup: object, opts: Ex
     if not opts.args:
         raise Error("exec: no command given")
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # carries a setup error before the exec
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
+        ours.close()
         try:
-            _enter(state, config, cgroup, opts, ready_w)
+            _enter(state, config, cgroup, opts, ready_w, theirs)
         except BaseException as exc:
             try:
                 os.write(ready_w, init.describe(exc).encode())
             finally:
                 os._exit(126)
     os.close(ready_w)
+    theirs.close()
     try:
+        if opts.tty:
+            _relay_terminal(ours, opts)
         failure = b""
         while chunk := os.read(ready_r, 4096):
             failure += chunk
     finally:
         os.close(ready_r)
+        ours.close()
     _, status = os.waitpid(pid, 0)
     if failure:
         raise Error(failure.decode(errors="replace"))
@@ -82,8 +99,46 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
+def _relay_terminal(sock: socket.socket, opts: ExecOptions) -> None:
+    """Receive the terminal's master from the process (or nothing, if it failed first) and
+    relay it to our stdio until the process and its children have let go of the terminal."""
+    from runtime.attach import raw_terminal
+
+    _, fds, _, _ = socket.recv_fds(sock, 16, 1, socket.MSG_CMSG_CLOEXEC)
+    if not fds:
+        return
+    master = fds[0]
+    stdin, stdout = opts.stdio[0], opts.stdio[1]
+    sources = [master, stdin] if opts.interactive else [master]
+    try:
+        with raw_terminal(stdin) if opts.interactive else contextlib.nullcontext():
+            while True:
+                readable, _, _ = select.select(sources, [], [])
+                if master in readable:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: no process holds the terminal any more
+                        return
+                    if not data:
+                        return
+                    os.write(stdout, data)
+                if stdin in readable:
+                    data = os.read(stdin, 65536)
+                    if not data:
+                        sources.remove(stdin)  # our input ended; its output may go on
+                        continue
+                    os.write(master, data)
+    finally:
+        os.close(master)
+
+
 def _enter(
-    state: ContainerState, config: ContainerConfig, cgroup: object, opts: ExecOptions, ready: int
+    state: ContainerState,
+    config: ContainerConfig,
+    cgroup: object,
+    opts: ExecOptions,
+    ready: int,
+    terminal_to: socket.socket,
 ) -> NoReturn:
     target = state.pid
     joins: list[tuple[int, int]] = []
@@ -108,6 +163,7 @@ def _enter(
     child = os.fork()  # joining the PID namespace takes effect for children only
     if child:
         os.close(ready)  # the caller reads the end (or an error from the child)
+        terminal_to.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, lambda s, _f: os.kill(child, s))  # pass them on
         while True:
@@ -117,10 +173,12 @@ def _enter(
             except InterruptedError:
                 continue
         os._exit(_exit_code(status))
-    _become(config, opts, ready)
+    _become(config, opts, ready, terminal_to)
 
 
-def _become(config: ContainerConfig, opts: ExecOptions, ready: int) -> NoReturn:
+def _become(
+    config: ContainerConfig, opts: ExecOptions, ready: int, terminal_to: socket.socket
+) -> NoReturn:
     env = _merge_env(config.env, opts.env)
     if opts.user is not None:
         resolved = users.resolve(opts.user)
@@ -139,9 +197,15 @@ def _become(config: ContainerConfig, opts: ExecOptions, ready: int) -> NoReturn:
     init.check_cwd(opts.cwd or config.cwd)
     executable = init.find_executable(opts.args[0], env)
     init.apply_limits(config)
-    for target, fd in enumerate(opts.stdio):
+    stdio = opts.stdio
+    if opts.tty:
+        stdio = _open_terminal(user, opts.window, terminal_to)
+    terminal_to.close()
+    for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target, inheritable=True)
+    if opts.tty:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # (we lead a new session: see _open_terminal)
     ready_obj = init.Ready(executable, env, user, None)
     init.become_user(config, ready_obj)
     init.reset_signals()
@@ -152,6 +216,20 @@ def _become(config: ContainerConfig, opts: ExecOptions, ready: int) -> NoReturn:
     except OSError as exc:
         os.write(2, f"exec {opts.args[0]}: {exc.strerror}\n".encode())
         os._exit(126 if exc.errno == errno.EACCES else 127)
+
+
+def _open_terminal(
+    user: users.ResolvedUser, window: tuple[int, int], terminal_to: socket.socket
+) -> tuple[int, int, int]:
+    """A terminal from the container's devpts (our root is the container's now), its slave
+    owned by the user; the master goes to the caller. We lead a new session, so that the
+    terminal can become ours."""
+    master, slave = init.open_console(user)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", window[0], window[1], 0, 0))
+    socket.send_fds(terminal_to, [b"t"], [master])
+    os.close(master)
+    os.setsid()
+    return (slave, slave, slave)
 
 
 def _merge_env(base: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:

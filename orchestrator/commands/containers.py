@@ -78,6 +78,8 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="send our input to it")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a terminal")
     p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE, repeatable")
     p.add_argument("-u", "--user", help="user[:group] (default: the container's)")
     p.add_argument("-w", "--workdir", help="working directory (default: the container's)")
@@ -447,9 +449,23 @@ def cmd_exec(args: argparse.Namespace) -> int:
     """Exit with the command's own status, as ``docker exec`` does."""
     if not args.cmd:
         raise UserError("exec: give the command to run")
+    from runtime.attach import window_size
+
     containers = _containers(args)
     container = containers.get(args.container)
-    return int(containers.exec(container, args.cmd, tuple(args.env), args.user, args.workdir))
+    stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
+    return int(
+        containers.exec(
+            container,
+            args.cmd,
+            tuple(args.env),
+            args.user,
+            args.workdir,
+            stdin=stdin,
+            tty=window_size() if args.tty else None,
+            interactive=args.interactive,
+        )
+    )
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -275,3 +275,10 @@ def test_exec_runs_in_the_container_and_returns_its_status(orc: Orc) -> None:
     orc("rm", "-f", "ex")
     gone = orc("exec", "ex", "true", check=False)
     assert gone.returncode != 0 and "ex" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_exec_with_a_terminal(orc: Orc) -> None:
+    orc("run", "-d", "--name", "ext", "busybox", "sleep", "30")
+    done = orc("exec", "-t", "ext", "sh", "-c", "test -t 1 && echo out-is-tty")
+    assert done.stdout.replace("\r", "").strip() == "out-is-tty"
+    orc("rm", "-f", "ext")

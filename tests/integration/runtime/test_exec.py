@@ -90,3 +90,13 @@ def test_exec_errors(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
     rt.wait("c")
     with pytest.raises(StateError, match="is stopped: cannot exec in it"):
         rt.exec("c", ["true"])
+
+
+def test_exec_with_a_terminal(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    _running(rt, tmp_path, busybox_rootfs, process__user={"uid": 1000, "gid": 1000})
+    script = "tty; test -t 0 && echo stdin-is-tty; stty size; id -u; exit 5"
+    status, out = _exec(rt, tmp_path, ["sh", "-c", script], tty=True, window=(33, 99))
+    assert status == 5
+    lines = out.replace("\r", "").split("\n")
+    assert lines[0].startswith("/dev/pts/")  # the container's own devpts
+    assert lines[1:4] == ["stdin-is-tty", "33 99", "1000"]
