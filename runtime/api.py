@@ -114,26 +114,32 @@ class Runtime:
 
     def start(self, container_id: str) -> None:
         """Let a created container run its program: the init, all set up and waiting on
-        exec.fifo, execs once a byte arrives there."""
-        current = self.state(container_id)
-        st.check_transition(container_id, current.status, "start")
-        fifo = current.directory / "exec.fifo"
+        exec.fifo, execs once a byte arrives there.
+
+        The FIFO exists only while the container is created, and opens for writing only while
+        its init holds it: so the byte goes first, and the state is read only to say why not
+        (or to record the start, while the program already runs)."""
+        directory = self.root / st.validate_id(container_id)
+        fifo = directory / "exec.fifo"
         try:
             fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise StateError(container_id, "running", "start") from None
+            current = self.state(container_id)  # NotFound, or the state that forbids it
+            st.check_transition(container_id, current.status, "start")
+            raise StateError(container_id, current.status, "start") from None
         except OSError as exc:  # ENXIO: nobody holds it open, the init is gone
             raise Error(f"container {container_id} died before it could start") from exc
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
+        current = self.state(container_id)
         try:
             fifo.unlink()
         except FileNotFoundError:
             pass
         record = dict(current.record, started=timestamp())
-        st.write_json_atomic(current.directory / "state.json", record)
+        st.write_json_atomic(directory / "state.json", record)
 
     def exec(
         self,
