@@ -191,18 +191,6 @@ def apply_mounts(
 
 def mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
     if m.type == "cgroup":
-        if "user" in config.namespaces:
-            # cgroup v1 hierarchies cannot be mounted from a user namespace: an empty,
-            # read-only /sys/fs/cgroup stands in (cgroup2 could be, not done yet).
-            with opened(ensure_dir(rootfd, m.destination)) as fd:
-                sc.mount(
-                    "tmpfs",
-                    fd_path(fd),
-                    "tmpfs",
-                    sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY,
-                    "size=0",
-                )
-            return
         _mount_cgroup(rootfd, m)
         return
     source_is_dir = True
@@ -251,7 +239,9 @@ def _mount_cgroup(rootfd: int, m: Mount) -> None:
             try:
                 sc.mount("cgroup", fd_path(fd), "cgroup", base | ro, options)
             except OSError:
-                continue  # a controller shared with another mount (cpu,cpuacct): its pair has it
+                # a controller shared with another mount (cpu,cpuacct): its pair has it; or one
+                # a user namespace may not mount on an older kernel: it is left out
+                continue
     if ro:
         with opened(open_in_root(rootfd, m.destination)) as fd:
             sc.mount(None, fd_path(fd), None, sc.MS_REMOUNT | sc.MS_BIND | base | sc.MS_RDONLY)

@@ -61,3 +61,26 @@ def test_user_namespace_needs_mappings(rt: Any, tmp_path: Path, busybox_rootfs: 
     b = bundle(tmp_path / "b", ["true"], lower=busybox_rootfs, linux__namespaces=NAMESPACES)
     with pytest.raises(BundleError, match="a new user namespace needs uidMappings and gidMappings"):
         rt.run("nomap", b)
+
+
+def test_cgroup_view_inside_a_user_namespace(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    """With its own cgroup namespace, the container sees its cgroup (and its limits) as the
+    root of each hierarchy, read-only, user namespace or not."""
+    script = "cat /sys/fs/cgroup/pids/pids.max; grep pids /proc/self/cgroup; echo x > /sys/fs/cgroup/pids/pids.max"
+    b = bundle(
+        tmp_path / "b",
+        ["sh", "-c", script],
+        lower=busybox_rootfs,
+        linux__namespaces=NAMESPACES,
+        linux__uidMappings=MAP,
+        linux__gidMappings=MAP,
+        linux__resources={"pids": {"limit": 77}},
+    )
+    log = tmp_path / "log"
+    rt.run("cg", b, log_path=str(log))
+    assert rt.wait("cg", timeout=10)["exit_code"] != 0  # the write fails
+    rt.delete("cg")
+    out = "".join(json.loads(line)["log"] for line in log.read_text().splitlines()).splitlines()
+    assert out[0] == "77"
+    assert out[1].endswith(":pids:/")
+    assert "Read-only file system" in out[2]
