@@ -26,9 +26,8 @@ from typing import Any
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
 from runtime.logs import timestamp
-from runtime.monitor import LaunchOptions, spawn
+from runtime.monitor import LaunchOptions, spawn, wait_exit
 from runtime.spec import ContainerConfig, load_bundle
-from runtime.watch import wait_exit
 
 
 class Runtime:
@@ -198,7 +197,7 @@ class Runtime:
     def attach(self, container_id: str, rows: int = 24, columns: int = 80) -> Any:
         """A socket joined to the container's terminal: what it reads is the terminal's output,
         what it sends is typed in. It closes when the container ends."""
-        from runtime.watch import connect_waiter
+        from runtime.monitor import connect_waiter
 
         sock = connect_waiter(self.state(container_id).directory)
         if sock is None:
@@ -217,7 +216,7 @@ class Runtime:
     def feed_stdin(self, container_id: str) -> Any:
         """A socket whose bytes become the container's stdin (created with ``stdin=True``);
         shutting its writing side down ends the container's input."""
-        from runtime.watch import connect_waiter
+        from runtime.monitor import connect_waiter
 
         sock = connect_waiter(self.state(container_id).directory)
         if sock is None:
@@ -227,7 +226,7 @@ class Runtime:
 
     def connect_waiter(self, container_id: str) -> Any:
         """A socket that receives the exit record (one JSON line) when the container ends."""
-        from runtime.watch import connect_waiter
+        from runtime.monitor import connect_waiter
 
         return connect_waiter(self.state(container_id).directory)
 

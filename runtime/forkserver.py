@@ -355,8 +355,8 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
     monitor shares, instead of in private copies in each monitor."""
     from runtime.channel import pipe_pair
     from runtime.logs import LogWriter
+    from runtime.monitor import _listen
     from runtime.state import write_json_atomic
-    from runtime.watch import listen
 
     scratch = root / ".warm"
     scratch.mkdir(exist_ok=True)
@@ -382,7 +382,7 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
         write_json_atomic(
             scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"}
         )
-        listener = listen(scratch)
+        listener = _listen(scratch)
         listener.close()
         os.unlink(scratch / "monitor.sock")
     import shutil

@@ -1,19 +1,22 @@
-"""The per-container monitor: parent and subreaper of the container's init, and its start.
+"""The per-container monitor: parent and subreaper of the container's init.
 
 ``spawn`` forks the monitor from the calling process (which must be single-threaded: a CLI, the
-benchmark, or the fork server). The monitor detaches (own session, stdio on /dev/null), becomes
-a subreaper and forks a short-lived helper that does the start: a setup child makes the cgroup
-and forks the init into a new PID namespace; the helper reports the init's pid (or the error) to
-the caller and hands the watch to the monitor, which then only watches (runtime.watch). The
-container never depends on the process that created it: that process may exit, crash or be
-upgraded. Pre-made containers (runtime.pool) use the same monitor and watch, not the helper.
+benchmark, or the fork server). The monitor detaches (own session, stdio on /dev/null), makes the
+cgroup, forks the init into a new PID namespace, and reports back on a pipe: the init's pid once
+the container is created, or the error. Then it copies the container's stdout and stderr into the
+JSON log, and when the init ends it records ``exit.json`` atomically (exit code, signal, OOM kill),
+removes the cgroup and tells anyone waiting on ``monitor.sock``. The container never depends on
+the process that created it: that process may exit, crash or be upgraded.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
+import errno
 import gc
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -28,18 +31,12 @@ from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import AlreadyExists, SetupError
 from runtime.linux import syscalls as sc
-from runtime.logs import timestamp
+from runtime.logs import LogWriter, timestamp
 from runtime.spec import ContainerConfig
 from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
-from runtime.watch import (
-    CgroupHandle,
-    destroy_quietly,
-    listen,
-    reap,
-    watch_container,
-    watch_message,
-)
+
+SOCKET_NAME = "monitor.sock"
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,12 @@ class LaunchOptions:
 class Launched:
     monitor_pid: int
     pid: int
+
+
+def socket_address(directory: Path) -> tuple[int, str]:
+    """(dirfd, short path) to reach monitor.sock whatever the length of the state path."""
+    dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return dirfd, f"/proc/self/fd/{dirfd}/{SOCKET_NAME}"
 
 
 def prepare_directory(container_id: str, directory: Path, options: LaunchOptions) -> None:
@@ -151,11 +154,20 @@ def finish_launch(
 ) -> Launched:
     if not message or "pid" not in message:
         if monitor_pid:
-            reap(monitor_pid)
+            _reap(monitor_pid)
         shutil.rmtree(directory, ignore_errors=True)
         error = (message or {}).get("error") or "container setup failed: the monitor died"
         raise SetupError(error)
     return Launched(int(message.get("monitor_pid") or monitor_pid or 0), int(message["pid"]))
+
+
+def _reap(pid: int) -> None:
+    if pid <= 0:
+        return  # (0 or -1 would reap any child)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def run_monitor(
@@ -194,9 +206,48 @@ def watch_for_helper(
     from_helper.close()
     watch = (message or {}).get("watch")
     if not watch:
-        reap(helper_pid)
+        _reap(helper_pid)
         os._exit(0)  # the helper said what went wrong, and cleaned up
     watch_container(watch, fds, helper_pid)
+
+
+def watch_container(
+    watch: dict[str, Any],
+    fds: list[int],
+    helper_pid: int = 0,
+    outputs: tuple[int, int] | None = None,
+) -> NoReturn:
+    """Watch the container ``watch`` describes (see ``watch_message``) until it ends. ``fds``:
+    the listener, then (unless ``outputs`` are ours already) stdout and stderr, then the
+    others the message names."""
+    if watch.get("rename"):
+        comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(comm, b"orc-mon")
+        os.close(comm)
+    listener = socket.socket(fileno=fds[0])
+    if outputs is None:
+        outputs = (fds[1], fds[2])
+        fds = fds[2:]
+    rest = iter(fds[1:])
+    stdin_w = next(rest) if watch["stdin"] else None
+    console = next(rest) if watch["console"] else None
+    console_slave = next(rest) if watch["console_slave"] else None
+    mount_ns = next(rest) if watch["mount_ns"] else None
+    log = LogWriter(*watch["log"]) if watch["log"] else None
+    _watch(
+        Path(watch["directory"]),
+        int(watch["pid"]),
+        _CgroupHandle(watch["id"], *watch["cgroup"]),
+        log,
+        outputs,
+        listener,
+        tuple(watch["cleanup_paths"]),
+        console,
+        console_slave,
+        stdin_w,
+        helper_pid,
+        mount_ns,
+    )
 
 
 def _start_container(
@@ -331,7 +382,7 @@ def take_over(
     """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
     tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
     closed once the caller knows (the pool's server waits for it)."""
-    listener = listen(directory)  # while the setup child works
+    listener = _listen(directory)  # while the setup child works
     message = from_setup.receive()
     terminal = from_setup.take_fds()  # the terminal's master and slave, if one was asked for
     # (and last, the init's mount namespace: held until the exit is recorded)
@@ -339,11 +390,11 @@ def take_over(
     console = terminal[0] if terminal else None
     console_slave = terminal[1] if len(terminal) > 1 else None
     from_setup.close()
-    cgroup = CgroupHandle(
+    cgroup = _CgroupHandle(
         container_id, options.cgroup_root, options.cgroup_parent, options.cgroup_version
     )
     if not message or "pid" not in message:
-        reap(setup_pid)
+        _reap(setup_pid)
         # The setup child may have died, or lost the privilege to clean up (in a user namespace).
         cgroup.remove_all()
         raise SetupError(
@@ -353,8 +404,8 @@ def take_over(
 
     def give_up() -> None:
         os.kill(pid, signal.SIGKILL)
-        reap(setup_pid)
-        reap(pid)
+        _reap(setup_pid)
+        _reap(pid)
         cgroup.remove_all()
 
     if "record" in message:
@@ -389,8 +440,75 @@ def take_over(
     report.close()
     for fd in close_after_report:
         os.close(fd)
-    reap(setup_pid)  # it ends once it has said the init's pid
+    _reap(setup_pid)  # it ends once it has said the init's pid
     os._exit(0)
+
+
+def watch_message(
+    container_id: str,
+    pid: int,
+    directory: Path,
+    options: LaunchOptions,
+    stdin_w: int | None,
+    console: int | None,
+    console_slave: int | None,
+    mount_ns: int | None,
+) -> tuple[dict[str, Any], list[int]]:
+    """What the monitor needs to watch a container (``watch_container``), and the descriptors
+    to send along after the listener and the output pipes."""
+    extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
+    return {
+        "id": container_id,
+        "pid": pid,
+        "directory": str(directory),
+        "log": [options.log_path, options.log_max_size, options.log_max_files]
+        if options.log_path
+        else None,
+        "cgroup": [options.cgroup_root, options.cgroup_parent, options.cgroup_version],
+        "cleanup_paths": list(options.cleanup_paths),
+        "stdin": stdin_w is not None,
+        "console": console is not None,
+        "console_slave": console_slave is not None,
+        "mount_ns": mount_ns is not None,
+    }, extra
+
+
+class _CgroupHandle:
+    """The container's cgroup as the monitor needs it at the end; made only then."""
+
+    def __init__(self, container_id: str, root: str, parent: str, version: int | None) -> None:
+        self.container_id = container_id
+        self.where = (root, parent, version)
+        self._manager: Any = None
+
+    def manager(self) -> Any:
+        if self._manager is None:
+            root, parent, version = self.where
+            self._manager = open_manager(
+                self.container_id, root=root, parent=parent, version=version
+            )
+        return self._manager
+
+    def oom_killed(self) -> bool:
+        return bool(self.manager().oom_killed())
+
+    def pids(self) -> list[int]:
+        return list(self.manager().pids())
+
+    def kill_all(self, sig: int) -> None:
+        self.manager().kill_all(sig)
+
+    def destroy(self) -> None:
+        self.manager().destroy()
+
+    def remove_all(self) -> None:
+        try:
+            manager = self.manager()
+            if manager.exists():
+                manager.kill_all(signal.SIGKILL)
+                manager.destroy()
+        except Exception:
+            pass
 
 
 def _setup(
@@ -457,7 +575,7 @@ def _setup(
         to_init.send(go=True)
         reply = from_init.receive()
         if not reply or not reply.get("ready"):
-            reap(pid)
+            _reap(pid)
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
@@ -467,8 +585,8 @@ def _setup(
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
-            reap(pid)
-        destroy_quietly(cgroup)
+            _reap(pid)
+        _destroy_quietly(cgroup)
         raise
     fds = tuple(from_init.take_fds())  # the terminal's master and slave, the mount namespace
     extra = {"record": record} if new_userns else {}
@@ -514,6 +632,239 @@ def _freezer_file(cgroup: Any) -> str | None:
     return str(path) if path else None
 
 
+def _listen(directory: Path) -> socket.socket:
+    dirfd, address = socket_address(directory)
+    try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener.bind(address)
+        listener.listen(16)
+    finally:
+        os.close(dirfd)
+    listener.setblocking(False)
+    return listener
+
+
+def _watch(
+    directory: Path,
+    pid: int,
+    cgroup: Any,
+    log: LogWriter | None,
+    outputs: tuple[int, int],
+    listener: socket.socket,
+    cleanup_paths: tuple[str, ...],
+    console: int | None = None,
+    console_slave: int | None = None,
+    stdin_w: int | None = None,
+    setup_pid: int = 0,
+    mount_ns: int | None = None,
+) -> NoReturn:
+    """Copy output to the log, serve waiters and attached clients, and notice the init's end
+    through a pidfd (no signal handler: the less machinery the monitor runs, the less memory
+    it copies).
+
+    A client on monitor.sock that sends nothing is a waiter: it gets the exit record, one JSON
+    line, when the container ends. One that sends ``attach ROWS COLS\n`` gets ``attached\n``, then the terminal's
+    output as it comes, and what it sends goes to the terminal's input. One that sends
+    ``stdin\n`` feeds the container's stdin (when it has one): its end of input is the
+    container's end of input. Writes to the container never block the monitor: what it does
+    not read yet waits here, and a feeder is not read while much waits.
+
+    The setup child may still be exiting as the watch begins (waiting for it would delay the
+    report); until it has, the init is its child, not ours: it is reaped before the init."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    streams = {outputs[0]: "stdout", outputs[1]: "stderr"}
+    if console is not None:
+        streams[console] = "stdout"  # a terminal merges both, as in Docker
+    for fd in streams:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    setup_fd = os.pidfd_open(setup_pid) if setup_pid > 0 else -1
+    if setup_fd >= 0:  # reaped as soon as it ends: no zombie beside a long-running container
+        poller.register(setup_fd, select.POLLIN)
+    listen_fd = listener.fileno()
+    poller.register(listen_fd, select.POLLIN)
+    clients: dict[int, socket.socket] = {}
+    attached: set[int] = set()
+    status: int | None = None
+
+    def drain(fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""  # EIO: a terminal whose last user has gone
+            if not data:
+                poller.unregister(fd)
+                os.close(fd)
+                del streams[fd]
+                return
+            if log:
+                log.write(streams[fd], data)
+            if fd == console:
+                for client in list(attached):
+                    try:
+                        clients[client].sendall(data)
+                    except OSError:
+                        drop(client)
+
+    reading: set[int] = set()
+
+    feeders: set[int] = set()
+
+    def drop(fd: int) -> None:
+        attached.discard(fd)
+        feeders.discard(fd)
+        if fd in reading:
+            reading.discard(fd)
+            poller.unregister(fd)
+        clients.pop(fd).close()
+
+    pending = bytearray()  # for the container's stdin, not yet read by it
+    stdin_state = {"fd": stdin_w, "eof": False, "waiting": False}
+    if stdin_w is not None:
+        os.set_blocking(stdin_w, False)
+
+    def flush_stdin() -> None:
+        fd = stdin_state["fd"]
+        if not isinstance(fd, int):
+            return
+        while pending:
+            try:
+                pending[: os.write(fd, pending)] = b""
+            except BlockingIOError:
+                break
+            except OSError:  # the container closed its stdin: what was left is dropped
+                pending.clear()
+        if pending and not stdin_state["waiting"]:
+            poller.register(fd, select.POLLOUT)
+            stdin_state["waiting"] = True
+        elif not pending and stdin_state["waiting"]:
+            poller.unregister(fd)
+            stdin_state["waiting"] = False
+        if not pending and stdin_state["eof"]:
+            os.close(fd)
+            stdin_state["fd"] = None
+        for feeder in feeders:  # read from feeders again only when little waits
+            if feeder in clients and feeder not in reading and len(pending) < 1 << 20:
+                reading.add(feeder)
+                poller.register(feeder, select.POLLIN)
+
+    def from_client(fd: int) -> None:
+        try:
+            data = clients[fd].recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            if fd in attached:  # its input ended; its output goes on until the container's end
+                reading.discard(fd)
+                poller.unregister(fd)
+            elif fd in feeders:
+                feeders.discard(fd)
+                drop(fd)
+                stdin_state["eof"] = True  # its end of input is the container's
+                flush_stdin()
+            else:
+                drop(fd)
+            return
+        if fd not in attached and fd not in feeders:
+            line, _, data = data.partition(b"\n")
+            words = line.split()
+            if words and words[0] == b"stdin" and stdin_state["fd"] is not None:
+                feeders.add(fd)
+            elif console is not None and words and words[0] == b"attach":
+                attached.add(fd)
+                if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
+                    _set_window(console, int(words[1]), int(words[2]))
+                try:  # from here on it gets all output: the client may start the container
+                    clients[fd].sendall(b"attached\n")
+                except OSError:
+                    drop(fd)
+                    return
+            else:
+                drop(fd)
+                return
+        if fd in feeders:
+            pending.extend(data)
+            flush_stdin()
+            if len(pending) >= 1 << 20 and fd in reading:
+                reading.discard(fd)
+                poller.unregister(fd)
+            return
+        if data and console is not None:
+            try:
+                os.write(console, data)
+            except OSError:
+                pass
+
+    while status is None:
+        for fd, _ in poller.poll():
+            if fd == listen_fd:
+                try:
+                    conn = _accept(listener)
+                    conn.settimeout(2.0)
+                    clients[conn.fileno()] = conn
+                    reading.add(conn.fileno())
+                    poller.register(conn.fileno(), select.POLLIN)
+                except OSError:
+                    pass
+            elif fd == setup_fd:
+                poller.unregister(setup_fd)
+                os.close(setup_fd)
+                setup_fd = -1
+                _reap(setup_pid)
+            elif fd == pidfd:
+                poller.unregister(pidfd)
+                status = _reap_children(pid)
+                if status is None:  # not ours yet: the helper, or its setup child, still ends
+                    _reap(setup_pid)
+                    status = _reap_children(pid)
+            elif fd in streams:
+                drain(fd)
+            elif fd in clients:
+                from_client(fd)
+            elif fd == stdin_state["fd"]:
+                flush_stdin()
+        if status is None and not streams:
+            status = _reap_children(pid)  # (when the pidfd said nothing yet, poll again)
+    os.close(pidfd)
+    if setup_fd >= 0:
+        os.close(setup_fd)
+    for fd in list(streams):
+        drain(fd)  # with the slave held open, a terminal reads empty (EAGAIN), never hangs up
+    if console_slave is not None:
+        os.close(console_slave)
+        if console in streams:
+            poller.unregister(console)
+            os.close(console)
+            del streams[console]
+    if log:
+        log.close()
+    for fd in list(attached):
+        drop(fd)  # an attached client sees the end of its stream; waiters get the exit record
+    _finish(directory, status, cgroup, list(clients.values()), listener, cleanup_paths, mount_ns)
+
+
+def _accept(listener: socket.socket) -> socket.socket:
+    """``listener.accept()`` without the socket module's enum conversions (see become_monitor)."""
+    fd, _ = listener._accept()  # type: ignore[attr-defined]
+    return socket.socket(fileno=fd)
+
+
+def _set_window(console: int, rows: int, columns: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        fcntl.ioctl(console, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    except OSError:
+        pass
+
+
 def send_console(path: str, master: int) -> None:
     """Hand the terminal's master to ``path`` (runc's --console-socket protocol)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -524,3 +875,149 @@ def send_console(path: str, master: int) -> None:
         raise SetupError(f"--console-socket {path}: {exc.strerror}") from None
     finally:
         sock.close()
+
+
+def _reap_children(init_pid: int) -> int | None:
+    """Reap every exited child (we are a subreaper); return the init's wait status if it ended."""
+    result = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return result
+        if pid == 0:
+            return result
+        if pid == init_pid:
+            result = status
+
+
+def _finish(
+    directory: Path,
+    status: int,
+    cgroup: Any,
+    waiters: list[socket.socket],
+    listener: socket.socket,
+    cleanup_paths: tuple[str, ...],
+    mount_ns: int | None = None,
+) -> NoReturn:
+    mark("exited")
+    oom = False
+    try:
+        oom = bool(cgroup.oom_killed())
+    except Exception:
+        pass
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        exit_code = 128 + sig
+    else:
+        sig = None
+        exit_code = os.WEXITSTATUS(status)
+    record = {"exit_code": exit_code, "signal": sig, "oom_killed": oom, "finished": timestamp()}
+    write_json_atomic(directory / "exit.json", record)
+    for name in ("exec.fifo", SOCKET_NAME):
+        try:
+            (directory / name).unlink()
+        except FileNotFoundError:
+            pass
+    # Late arrivals are still queued on the listener: answer them too.
+    while True:
+        try:
+            conn = _accept(listener)
+            waiters.append(conn)
+        except OSError:
+            break
+    line = json.dumps(record).encode() + b"\n"
+    for conn in waiters:
+        try:
+            conn.setblocking(True)
+            conn.sendall(line)
+            conn.close()
+        except OSError:
+            pass
+    listener.close()
+    mark("notified")
+    if mount_ns is not None:
+        os.close(mount_ns)  # the container's mounts go now
+    # Cleanup after the news: whoever reuses the name waits for this process to end (delete).
+    try:
+        if cgroup.pids():  # without a PID namespace, the init's children may outlive it
+            cgroup.kill_all(signal.SIGKILL)
+    except Exception:
+        pass
+    while True:  # reap what the kill freed
+        try:
+            if os.waitpid(-1, 0)[0] <= 0:
+                break
+        except ChildProcessError:
+            break
+    _destroy_quietly(cgroup)
+    if cleanup_paths:
+        for path in cleanup_paths:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
+    mark("finished")
+    os._exit(0)
+
+
+def _destroy_quietly(cgroup: Any) -> None:
+    try:
+        cgroup.destroy()
+    except Exception:
+        pass
+
+
+def connect_waiter(directory: Path) -> socket.socket | None:
+    """A connection on which the monitor writes the exit record, then closes; None when the
+    monitor is already gone. Connect before ``start`` to hear of even the quickest exit."""
+    try:
+        dirfd, address = socket_address(directory)
+    except FileNotFoundError:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        return None
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] | None:
+    """Block until the container in ``directory`` has ended; its exit record, or None on timeout."""
+    from runtime.state import read_json
+
+    exit_path = directory / "exit.json"
+    if exit_path.exists():
+        return dict(read_json(exit_path))
+    try:
+        dirfd, address = socket_address(directory)
+    except FileNotFoundError:
+        return None  # removed (--rm) by the monitor as it finished
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    received = b""
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            while chunk := sock.recv(4096):
+                received += chunk
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass  # the monitor is gone; exit.json (or its absence) says the rest
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                raise
+    finally:
+        sock.close()
+        os.close(dirfd)
+    if received.endswith(b"\n"):
+        import json
+
+        return dict(json.loads(received))
+    try:
+        return dict(read_json(exit_path))
+    except FileNotFoundError:
+        return None

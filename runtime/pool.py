@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import init, monitor, premount, rootfs, watch
+from runtime import init, monitor, premount, rootfs
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
@@ -179,10 +179,10 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     from_init.close()
     if "watch" in message:
         control.close()  # the container exists: the server may make the next shell
-        watch.watch_container(message["watch"], fds, outputs=outputs.ours())
+        monitor.watch_container(message["watch"], fds, outputs=outputs.ours())
     if "fallback" in message:
         # The pre-made init does not fit: it has gone; start the usual way, in a helper.
-        watch.reap(init_pid)
+        monitor._reap(init_pid)
         _destroy(shape.cgroup())
         for fd in outputs.ours():
             os.close(fd)
@@ -206,7 +206,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     control.close()
     with contextlib.suppress(ProcessLookupError):
         os.kill(init_pid, signal.SIGKILL)
-    watch.reap(init_pid)
+    monitor._reap(init_pid)
     _destroy(shape.cgroup())
     if message.get("renamed"):
         _destroy(shape.cgroup(message["renamed"]))
@@ -299,13 +299,13 @@ def _premade_init(
             container_id, config, options, pid, named, starts, monitor_pid=monitor_pid
         )
         write_json_atomic(directory / "state.json", record)
-        listener = watch.listen(directory)
+        listener = monitor._listen(directory)
         fifo = str(directory / "exec.fifo") if options.create_only else None
         ready = init.prepare(config, fifo, lambda: None, premounted)
         # Ready: the monitor watches from now on, then the client hears of us.
         handed, mount_ns = init.for_the_monitor(ready)
         console = handed[:2] if ready.console else ()
-        described, extra = watch.watch_message(
+        watch, extra = monitor.watch_message(
             container_id,
             pid,
             directory,
@@ -315,7 +315,7 @@ def _premade_init(
             console[1] if console else None,
             mount_ns,
         )
-        to_monitor.send(watch={**described, "rename": True}, fds=(listener.fileno(), *extra))
+        to_monitor.send(watch={**watch, "rename": True}, fds=(listener.fileno(), *extra))
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:  # the monitor cleans up, then tells the client

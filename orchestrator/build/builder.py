@@ -531,7 +531,7 @@ class Builder:
 
     def _execute(self, inst: Instruction, bundle: Path, log: Path) -> int:
         """Run the step's container to its end, streaming its output; its exit code."""
-        from runtime.watch import socket_address
+        from runtime.monitor import socket_address
 
         rt = self.runtime
         cid = f"build-{secrets.token_hex(8)}"
