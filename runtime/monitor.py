@@ -1,12 +1,17 @@
 """The per-container monitor: parent and subreaper of the container's init.
 
 ``spawn`` forks the monitor from the calling process (which must be single-threaded: a CLI, the
-benchmark, or the fork server). The monitor detaches (own session, stdio on /dev/null), makes the
-cgroup, forks the init into a new PID namespace, and reports back on a pipe: the init's pid once
-the container is created, or the error. Then it copies the container's stdout and stderr into the
-JSON log, and when the init ends it records ``exit.json`` atomically (exit code, signal, OOM kill),
-removes the cgroup and tells anyone waiting on ``monitor.sock``. The container never depends on
-the process that created it: that process may exit, crash or be upgraded.
+benchmark, or the fork server). The monitor detaches (own session, stdio on /dev/null), becomes
+a subreaper and forks a short-lived helper that does the start: a setup child makes the cgroup
+and forks the init into a new PID namespace; the helper reports the init's pid (or the error) to
+the caller and hands the watch over. From then on the monitor only watches (``_watch``): it
+copies the container's output into the JSON log, serves waiters and attached clients on
+``monitor.sock``, and when the init ends records ``exit.json`` atomically (exit code, signal,
+OOM kill), tells the waiters and removes the cgroup. Pre-made containers (runtime.pool) use the
+same watch. The container never depends on the process that created it: that process may exit,
+crash or be upgraded.
+
+One module on purpose: split in two (start, watch), each monitor cost 35 KiB more.
 """
 
 from __future__ import annotations
