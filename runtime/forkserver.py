@@ -353,10 +353,10 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
     """Run the monitor's own code paths here first. CPython 3.11 specialises bytecode and fills
     caches on the first executions; done in the server, those writes land in pages every
     monitor shares, instead of in private copies in each monitor."""
-    from runtime.channel import pipe_pair
+    from runtime.channel import pipe_pair, socket_pair
     from runtime.logs import LogWriter
-    from runtime.monitor import _listen
-    from runtime.state import write_json_atomic
+    from runtime.monitor import Outputs, _accept, _CgroupHandle, _listen, watch_message
+    from runtime.state import process_start_time, write_json_atomic
 
     scratch = root / ".warm"
     scratch.mkdir(exist_ok=True)
@@ -383,8 +383,28 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
             scratch / "state.json", {"id": "warm", "pid": 1, "annotations": {}, "created": "now"}
         )
         listener = _listen(scratch)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(scratch / "monitor.sock"))
+        listener.setblocking(True)
+        _accept(listener).close()
+        client.close()
         listener.close()
         os.unlink(scratch / "monitor.sock")
+        outputs = Outputs()
+        outputs.close_theirs()
+        for fd in outputs.ours():
+            os.close(fd)
+        process_start_time(os.getpid())
+        options = LaunchOptions(log_path=None)
+        described, _ = watch_message("warm", 1, scratch, options, None, None, None, None)
+        _CgroupHandle("warm", *described["cgroup"])
+        sender, receiver = socket_pair()  # descriptors travel between a monitor and its init
+        sender.send(warm=True, fds=(sender.fd,))
+        receiver.receive()
+        for fd in receiver.take_fds():
+            os.close(fd)
+        sender.close()
+        receiver.close()
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
