@@ -225,10 +225,9 @@ def watch_container(
     """Watch the container ``watch`` describes (see ``watch_message``) until it ends. ``fds``:
     the listener, then (unless ``outputs`` are ours already) stdout and stderr, then the
     others the message names."""
-    if watch.get("rename"):
-        comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(comm, b"orc-mon")
-        os.close(comm)
+    comm = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)  # (a pool's was orc-pool)
+    os.write(comm, b"orc-mon")
+    os.close(comm)
     listener = socket.socket(fileno=fds[0])
     if outputs is None:
         outputs = (fds[1], fds[2])
@@ -292,7 +291,6 @@ def _start_container(
             outputs,
             to_monitor,
             close_after_report,
-            rename=bool(close_after_report),
         )
     except BaseException as exc:
         try:
@@ -382,7 +380,6 @@ def take_over(
     outputs: Outputs,
     to_monitor: Channel,
     close_after_report: tuple[int, ...] = (),
-    rename: bool = False,
 ) -> NoReturn:
     """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
     tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
@@ -437,7 +434,7 @@ def take_over(
         container_id, pid, directory, options, stdin_w, console, console_slave, mount_ns
     )
     to_monitor.send(
-        watch={**watch, "rename": rename},
+        watch=watch,
         fds=(listener.fileno(), *outputs.ours(), *extra),
     )
     mark("reported")

@@ -315,7 +315,7 @@ def _premade_init(
             console[1] if console else None,
             mount_ns,
         )
-        to_monitor.send(watch={**watch, "rename": True}, fds=(listener.fileno(), *extra))
+        to_monitor.send(watch=watch, fds=(listener.fileno(), *extra))
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:  # the monitor cleans up, then tells the client
