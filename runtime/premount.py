@@ -72,7 +72,7 @@ def prepare(staging: str) -> Premounted:
         for tree in TREES:
             made = tuple(m for m in config.mounts if tree_of(m.destination) == tree)
             for m in made:
-                rootfs.mount_one(config, stagefd, m)
+                rootfs.mount_one(stagefd, m)
             mounts[tree] = made
         with rootfs.opened(
             rootfs.open_in_root(stagefd, "dev", os.O_RDONLY | os.O_DIRECTORY)

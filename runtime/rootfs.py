@@ -178,7 +178,7 @@ def apply_mounts(
         if m.type == "cgroup":
             before_cgroup_mount()
         try:
-            mount_one(config, rootfd, m)
+            mount_one(rootfd, m)
         except SetupError:
             raise
         except OSError as exc:
@@ -189,7 +189,7 @@ def apply_mounts(
     return moved
 
 
-def mount_one(config: ContainerConfig, rootfd: int, m: Mount) -> None:
+def mount_one(rootfd: int, m: Mount) -> None:
     if m.type == "cgroup":
         _mount_cgroup(rootfd, m)
         return
