@@ -357,6 +357,8 @@ def unfit(config: ContainerConfig, options: LaunchOptions) -> str | None:
         return "namespaces differ from the default set"
     if options.inherit_stdio or options.stdin:
         return "inherits stdio or takes stdin"
+    if options.console_socket:
+        return "hands its terminal to a console socket"
     return None
 
 
