@@ -25,7 +25,11 @@ SCRIPT = "tty; test -t 0 && echo stdin-is-tty; stty size; id -u; echo done"
 def test_terminal_attach_and_log(
     state_root: Path, tmp_path: Path, busybox_rootfs: Path, fork_server: bool
 ) -> None:
-    rt = Runtime(state_root / "runtime", fork_server=fork_server)
+    from tests.integration.runtime.conftest import PooledRuntime
+
+    # through the fork server: served by a pre-made container (its init makes the terminal)
+    root = state_root / "runtime"
+    rt = PooledRuntime(root, fork_server=True) if fork_server else Runtime(root)
     b = bundle(
         tmp_path / "b",
         ["sh", "-c", SCRIPT],
