@@ -16,9 +16,10 @@ import ipaddress
 import re
 import signal
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from orchestrator.stack.model import ExtraHost, Port, Protocol, RestartName, RestartPolicy
+if TYPE_CHECKING:
+    from orchestrator.stack.model import ExtraHost, Port, Protocol, RestartName, RestartPolicy
 
 INT64_MAX = 2**63 - 1
 _MAX_TEXT = 64
@@ -228,7 +229,7 @@ def parse_protocol(text: str) -> Protocol:
     proto = text.lower()
     if proto not in _PROTOCOLS:
         raise UnitError(f"protocol {text!r} must be tcp, udp or sctp")
-    return cast(Protocol, proto)
+    return cast("Protocol", proto)
 
 
 def parse_ip(text: str, what: str = "IP address") -> str:
@@ -243,6 +244,8 @@ def parse_ports(value: Any) -> list[Port]:
 
     A container range gives one :class:`Port` per port; a host range with one container port
     leaves the host to pick a port in that range."""
+    from orchestrator.stack.model import Port
+
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -328,6 +331,8 @@ _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure)(?::([0-9]{1,9}))?
 
 
 def parse_restart(value: Any) -> RestartPolicy:
+    from orchestrator.stack.model import RestartPolicy
+
     if value is False:  # "restart: no" written by a YAML 1.1 habit and quoted as false elsewhere
         return RestartPolicy("no")
     if not isinstance(value, str):
@@ -337,7 +342,7 @@ def parse_restart(value: Any) -> RestartPolicy:
         raise UnitError(
             f"restart {value!r} must be one of no, always, on-failure[:N], unless-stopped"
         )
-    name = cast(RestartName, m.group(1))
+    name = cast("RestartName", m.group(1))
     if m.group(2) is not None and name != "on-failure":
         raise UnitError(f"restart {value!r}: only on-failure takes a retry count")
     attempts = int(m.group(2)) if m.group(2) is not None else None
@@ -426,6 +431,8 @@ def parse_extra_host(value: Any) -> ExtraHost:
 
 
 def make_extra_host(host: str, address: Any) -> ExtraHost:
+    from orchestrator.stack.model import ExtraHost
+
     if not isinstance(address, str):
         raise UnitError(f"extra host {host!r}: the address must be a string")
     check_hostname(host, "extra host name")
