@@ -115,14 +115,15 @@ def test_tag_remove_and_prune(state_root: Path, tmp_path: Path) -> None:
 
 
 def test_rmi_deletes_unshared_layers_and_blobs(store: ImageStore, tmp_path: Path) -> None:
-    a = store.import_rootfs_tar(layer_tar(tmp_path, "a", b"a"), "a")
-    b = store.import_rootfs_tar(layer_tar(tmp_path, "b", b"b"), "b")
-    out = store.remove("a")
-    assert out[:2] == ["Untagged: a:latest", f"Deleted: {a.id}"]
+    # (names that are not hex: "a" would also be a prefix of one id in 16, the other image's)
+    a = store.import_rootfs_tar(layer_tar(tmp_path, "a", b"a"), "first")
+    b = store.import_rootfs_tar(layer_tar(tmp_path, "b", b"b"), "second")
+    out = store.remove("first")
+    assert out[:2] == ["Untagged: first:latest", f"Deleted: {a.id}"]
     assert len(os.listdir(store.layers_root)) == 1
     assert not store.has_blob(a.id) and store.has_blob(b.id)
-    with pytest.raises(NotFound, match="no such image: a"):
-        store.resolve("a")
+    with pytest.raises(NotFound, match="no such image: first"):
+        store.resolve("first")
 
 
 def test_not_found_and_bad_refs(store: ImageStore) -> None:
