@@ -78,20 +78,6 @@ POOL_NAMESPACES = (
 )
 
 
-def warm_up_parsing() -> None:
-    """Parse a sample config while nobody waits: the first parse in a freshly forked process
-    copies pages and fills caches, milliseconds better spent before the request than after."""
-    from pathlib import Path
-
-    from runtime.cgroups.resources import Resources
-    from runtime.spec import parse_config
-    from runtime.specgen import default_spec
-
-    sample = default_spec(["true"], rootfs="/")
-    for _ in range(1):  # the first pass copies the pages and fills the caches
-        Resources.from_oci(parse_config(sample, Path("/")).resources)
-
-
 def _start(
     config: ContainerConfig,
     ready: Ready,

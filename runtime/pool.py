@@ -342,11 +342,10 @@ def _warm_up(shape: _Shape, cgroup: Any) -> None:
     forked process copies pages and fills caches, milliseconds better spent now."""
     from runtime.specgen import default_spec
 
-    init.warm_up_parsing()
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
     options = LaunchOptions(cgroup_root=shape.cgroup_root, cgroup_version=1)
     unfit(config, options)
-    cgroup.set(Resources())
+    cgroup.set(Resources.from_oci(config.resources))
     record = monitor.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
     json.dumps(record)
 
