@@ -64,7 +64,7 @@ def cli(root: Path, *args: str) -> float:
 
 
 def in_process(root: Path, context: Path) -> float:
-    from orchestrator.build.builder import Builder, BuildOptions
+    from orchestrator.imagebuild.builder import Builder, BuildOptions
 
     start = time.perf_counter()
     Builder(root, out=io.StringIO()).build(BuildOptions(context=context, tags=["bench"]))

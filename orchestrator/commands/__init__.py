@@ -11,5 +11,5 @@ COMMAND_MODULES = (
     "orchestrator.commands.containers",
     "orchestrator.commands.images",
     "orchestrator.commands.registry",
-    "orchestrator.commands.build",
+    "orchestrator.commands.imagebuild",
 )

@@ -9,7 +9,7 @@ Steps, each reporting the one error that matters as ``FILE:LINE:COL: path: messa
 2. read each safely (:mod:`.yamlsafe`), interpolate it (:mod:`.interpolate`, with ``.env`` beside
    the first file; the environment wins over ``.env``) and validate it against the schema;
 3. merge the files in order and resolve ``extends`` (:mod:`.merge`), validating the result again;
-4. build the model (:mod:`.build`), keep the services of the active profiles, check the dependency
+4. convert it into the model (:mod:`.convert`), keep the services of the active profiles, check the dependency
    graph (:mod:`.graph`) and fingerprint each service (:func:`.normalize.config_hash`).
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 
 from orchestrator.errors import StackError
 from orchestrator.stack import schema
-from orchestrator.stack.build import (
+from orchestrator.stack.convert import (
     Context,
-    build_file_objects,
-    build_networks,
-    build_service,
-    build_volumes,
+    convert_file_objects,
+    convert_networks,
+    convert_service,
+    convert_volumes,
 )
 from orchestrator.stack.graph import DependencyGraph
 from orchestrator.stack.interpolate import DotenvError, Interpolator, chain, read_dotenv
@@ -158,10 +158,10 @@ def load_stack(
     ctx.declared_volumes = set(raw_volumes)
     ctx.declared_secrets = set(raw_secrets)
     ctx.declared_configs = set(raw_configs)
-    networks = build_networks(ctx, raw_networks)
-    volumes = build_volumes(ctx, raw_volumes)
-    secrets = build_file_objects(ctx, "secrets", raw_secrets)
-    configs = build_file_objects(ctx, "configs", raw_configs)
+    networks = convert_networks(ctx, raw_networks)
+    volumes = convert_volumes(ctx, raw_volumes)
+    secrets = convert_file_objects(ctx, "secrets", raw_secrets)
+    configs = convert_file_objects(ctx, "configs", raw_configs)
 
     active = (
         set(profiles)
@@ -175,7 +175,7 @@ def load_stack(
             check_service_name(svc_name)
         except UnitError as exc:
             raise locator.error(("services", svc_name), exc.message) from None
-        svc = build_service(ctx, svc_name, raw)
+        svc = convert_service(ctx, svc_name, raw)
         if svc.profiles and not (active & set(svc.profiles)) and "*" not in active:
             disabled[svc_name] = svc
         else:

@@ -30,7 +30,8 @@ from orchestrator.stack.fastcheck import Check, Unsupported, compile_schema, uni
 from orchestrator.stack.yamlsafe import Locator, PathKey
 
 MAX_ERRORS = 50
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "stack.schema.json"
+# Package data: a link to schemas/stack.schema.json in the source tree, a copy once installed.
+SCHEMA_PATH = Path(__file__).with_name("stack.schema.json")
 
 
 @cache

@@ -74,6 +74,7 @@ def test_memory_limit_oom_shows_in_ps(orc: Orc) -> None:
     assert row["oom_killed"] is True and row["exit_code"] == 137
 
 
+@pytest.mark.cgroup_v1
 def test_limits_user_workdir_env_hostname(orc: Orc) -> None:
     script = "id -u; pwd; echo $GREETING; hostname; cat /sys/fs/cgroup/pids/pids.max; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
     done = orc(

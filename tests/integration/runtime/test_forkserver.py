@@ -69,6 +69,7 @@ def _pool_cgroups() -> set[str]:
     )
 
 
+@pytest.mark.cgroup_v1
 def test_pool_serves_default_containers_and_falls_back_for_others(
     state_root: Path, tmp_path: Path, busybox_rootfs: Path
 ) -> None:

@@ -277,6 +277,7 @@ def test_reused_pid_is_not_the_container(rt: Any, tmp_path: Path, busybox_rootfs
     rt.delete("reuse")
 
 
+@pytest.mark.cgroup_v1
 def test_a_killed_monitor_leaves_a_stopped_container_that_delete_cleans(
     rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path
 ) -> None:

@@ -40,6 +40,7 @@ def test_memory_limit_oom_kills_with_137(rt: Any, tmp_path: Path, busybox_rootfs
     assert result["oom_killed"] is True
 
 
+@pytest.mark.cgroup_v1
 def test_pids_limit_contains_a_fork_bomb(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
     script = (
         "(i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); done) 2>/dev/null; "

@@ -71,6 +71,7 @@ ALL = {"/proc", "/dev", "/sys"}
     ],
     ids=["default", "other-shm", "no-masks", "extra-masks"],
 )
+@pytest.mark.cgroup_v1
 def test_pooled_containers_see_what_ordinary_ones_see(
     state_root: Path,
     tmp_path: Path,

@@ -63,6 +63,7 @@ def test_user_namespace_needs_mappings(rt: Any, tmp_path: Path, busybox_rootfs: 
         rt.run("nomap", b)
 
 
+@pytest.mark.cgroup_v1
 def test_cgroup_view_inside_a_user_namespace(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
     """With its own cgroup namespace, the container sees its cgroup (and its limits) as the
     root of each hierarchy, read-only, user namespace or not."""

@@ -94,7 +94,7 @@ def test_config_hash_is_stable_and_sensitive(load: Load) -> None:
 
 
 def test_normalised_output_loads_back_to_the_same_stack(load: Load, project: Path) -> None:
-    from .test_build import KITCHEN_SINK
+    from .test_convert import KITCHEN_SINK
 
     (project / "web.env").write_text("FROM_FILE=yes\n")
     env = {"TOKEN": "t", "FLAG": "x"}

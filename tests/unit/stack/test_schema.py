@@ -17,7 +17,7 @@ from orchestrator.stack import schema
 from orchestrator.stack.fastcheck import compile_schema
 from orchestrator.stack.yamlsafe import parse_yaml_text
 
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "compose-corpus"
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "compose-corpus"
 
 Fails = Callable[..., StackError]
 
@@ -205,14 +205,11 @@ def test_extension_keys_anywhere(load: Any) -> None:
 
 def _corpus_docs() -> list[Any]:
     directory = CORPUS / "awesome-compose"
-    docs = (
-        [parse_yaml_text(p.read_text()).data for p in sorted(directory.glob("*.yaml"))]
-        if directory.is_dir()
-        else []
-    )
+    docs = [parse_yaml_text(p.read_text()).data for p in sorted(directory.glob("*.yaml"))]
+    assert len(docs) >= 30, f"the compose corpus is missing from {directory}"
     docs.append(
         parse_yaml_text(
-            (Path(__file__).parent / "test_build.py")
+            (Path(__file__).parent / "test_convert.py")
             .read_text()
             .split('KITCHEN_SINK = f"""')[1]
             .split('"""')[0]

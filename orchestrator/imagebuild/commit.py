@@ -20,8 +20,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from orchestrator.build.trees import LayerTree
 from orchestrator.errors import NotFoundError
+from orchestrator.imagebuild.trees import LayerTree
 from orchestrator.paths import images_dir
 from runtime.errors import NotFound
 from runtime.image.model import Image

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.build.cache import BuildCache, canonical
-from orchestrator.build.copy import LayerWriter, find_sources, plan_copy
-from orchestrator.build.dockerfile import (
+from orchestrator.errors import UserError
+from orchestrator.imagebuild.cache import BuildCache, canonical
+from orchestrator.imagebuild.copy import LayerWriter, find_sources, plan_copy
+from orchestrator.imagebuild.dockerfile import (
     DockerfileError,
     Instruction,
     Stage,
@@ -50,10 +51,9 @@ from orchestrator.build.dockerfile import (
     parse,
     split_key_values,
 )
-from orchestrator.build.ignore import IgnoreRules, clean
-from orchestrator.build.substitute import SubstitutionError, expand, expand_words
-from orchestrator.build.trees import ContextTree, Escape, LayerTree, TreeError
-from orchestrator.errors import UserError
+from orchestrator.imagebuild.ignore import IgnoreRules, clean
+from orchestrator.imagebuild.substitute import SubstitutionError, expand, expand_words
+from orchestrator.imagebuild.trees import ContextTree, Escape, LayerTree, TreeError
 from orchestrator.paths import images_dir, runtime_dir
 from runtime.errors import Error as RuntimeError_
 from runtime.errors import NotFound

@@ -26,7 +26,7 @@ from orchestrator.stack import (
     Ulimit,
     VolumesFrom,
 )
-from orchestrator.stack.build import host_oci_platform
+from orchestrator.stack.convert import host_oci_platform
 
 from .conftest import Load
 

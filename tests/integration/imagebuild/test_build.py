@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import Orc
-from tests.integration.build.conftest import nothing_left, write_context
+from tests.integration.imagebuild.conftest import nothing_left, write_context
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build.trees import LayerTree
+from orchestrator.imagebuild.trees import LayerTree
 from runtime.image import ImageStore
 from runtime.image.store import write_diff_tar
 from runtime.image.tarstream import Limits, Source, TarReader

@@ -169,7 +169,7 @@ def _absolute(ctx: Context, path: PathKey, value: str, what: str) -> str:
 # -- top level -----------------------------------------------------------------------------------
 
 
-def build_networks(ctx: Context, raw: dict[str, Any]) -> dict[str, Network]:
+def convert_networks(ctx: Context, raw: dict[str, Any]) -> dict[str, Network]:
     out: dict[str, Network] = {}
     for key, spec in raw.items():
         path: PathKey = ("networks", key)
@@ -231,7 +231,7 @@ def _network(text: str, what: str) -> str:
         ) from None
 
 
-def build_volumes(ctx: Context, raw: dict[str, Any]) -> dict[str, Volume]:
+def convert_volumes(ctx: Context, raw: dict[str, Any]) -> dict[str, Volume]:
     out: dict[str, Volume] = {}
     for key, spec in raw.items():
         path: PathKey = ("volumes", key)
@@ -264,7 +264,7 @@ def build_volumes(ctx: Context, raw: dict[str, Any]) -> dict[str, Volume]:
     return out
 
 
-def build_file_objects(ctx: Context, section: str, raw: dict[str, Any]) -> dict[str, FileObject]:
+def convert_file_objects(ctx: Context, section: str, raw: dict[str, Any]) -> dict[str, FileObject]:
     out: dict[str, FileObject] = {}
     for key, spec in raw.items():
         path: PathKey = (section, key)
@@ -302,7 +302,7 @@ def build_file_objects(ctx: Context, section: str, raw: dict[str, Any]) -> dict[
 # -- services ------------------------------------------------------------------------------------
 
 
-def build_service(ctx: Context, name: str, raw: dict[str, Any]) -> Service:
+def convert_service(ctx: Context, name: str, raw: dict[str, Any]) -> Service:
     p: PathKey = ("services", name)
 
     def at(*sub: str | int) -> PathKey:

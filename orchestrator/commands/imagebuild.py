@@ -70,7 +70,7 @@ def _build_args(items: list[str]) -> dict[str, str]:
 def cmd_build(args: argparse.Namespace) -> int:
     import io
 
-    from orchestrator.build.builder import Builder, BuildOptions
+    from orchestrator.imagebuild.builder import Builder, BuildOptions
     from orchestrator.paths import state_root
     from runtime.image.digest import InvalidReference, parse_tagged
 
@@ -97,7 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from orchestrator.build.commit import commit_container
+    from orchestrator.imagebuild.commit import commit_container
     from orchestrator.paths import state_root
     from runtime.image.digest import InvalidReference, parse_tagged
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.build.dockerfile import DockerfileError, parse, split_key_values
-from orchestrator.build.ignore import IgnoreRules, clean
-from orchestrator.build.substitute import SubstitutionError, expand, expand_words
+from orchestrator.imagebuild.dockerfile import DockerfileError, parse, split_key_values
+from orchestrator.imagebuild.ignore import IgnoreRules, clean
+from orchestrator.imagebuild.substitute import SubstitutionError, expand, expand_words
 
 # -- parser ----------------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.build.ignore import clean, compile_pattern
-from orchestrator.build.trees import FileTree, LayerTree, TreeError, split
+from orchestrator.imagebuild.ignore import clean, compile_pattern
+from orchestrator.imagebuild.trees import FileTree, LayerTree, TreeError, split
 
 _MAGIC = set("*?[")
 
@@ -92,7 +92,7 @@ def find_sources(tree: FileTree, patterns: list[str]) -> list[Source]:
     for pattern in patterns:
         cleaned = clean(pattern)
         if (cleaned == ".." or cleaned.startswith("../")) and tree.escapes(cleaned):
-            from orchestrator.build.trees import Escape
+            from orchestrator.imagebuild.trees import Escape
 
             raise Escape(f"{pattern}: outside the build context")
         parts = split(cleaned)

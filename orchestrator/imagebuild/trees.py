@@ -18,7 +18,7 @@ import os
 import stat
 from pathlib import Path
 
-from orchestrator.build.ignore import IgnoreRules, clean
+from orchestrator.imagebuild.ignore import IgnoreRules, clean
 
 MAX_SYMLINKS = 40
 
