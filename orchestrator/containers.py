@@ -17,14 +17,12 @@ does; ``start`` runs it (again, for a stopped one: its writable layer persists).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,15 +125,10 @@ class Containers:
             self._runtime = Runtime(runtime_dir(self.root), fork_server=True)
         return self._runtime
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _lock(self) -> AbstractContextManager[None]:
+        from runtime.filelock import exclusive
+
+        return exclusive(self.directory / ".lock")
 
     # lookup ------------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
 import errno
-import fcntl
 import gc
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
+from runtime.filelock import open_lock, try_lock
 from runtime.linux import syscalls as sc
 from runtime.monitor import (
     Launched,
@@ -210,10 +210,9 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
     """Serve ``root`` until stopped or idle. ``pool`` keeps a pre-made container ready (default:
     on where cgroups are v1 and ORCHESTRATOR_NO_POOL is not set)."""
     root.mkdir(parents=True, exist_ok=True)
-    lock = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = open_lock(root / LOCK_NAME)
+    if not try_lock(lock):
+        os.close(lock)
         return  # another server has this root
     sc.set_process_name("orc-forkserver")
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
@@ -539,16 +538,12 @@ def stop(root: Path, timeout: float = 5.0) -> None:
         os.close(dirfd)
     # The server holds its lock until it exits.
     deadline = time.monotonic() + timeout
-    lock = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = open_lock(root / LOCK_NAME)
     try:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise Error("the fork server did not stop") from None
-                time.sleep(0.01)
+        while not try_lock(lock):
+            if time.monotonic() > deadline:
+                raise Error("the fork server did not stop")
+            time.sleep(0.01)
     finally:
         os.close(lock)
 

@@ -30,7 +30,6 @@ import builtins
 import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from runtime.errors import NotFound
+from runtime.filelock import exclusive
 from runtime.image.digest import (
     InvalidReference,
     digest_hex,
@@ -219,15 +219,9 @@ class ImageStore:
 
     # -- locking and state -----------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         self._ensure()
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return exclusive(self.root / "lock")
 
     def _txn(self) -> _Txn | None:
         txn: _Txn | None = getattr(self._local, "txn", None)
