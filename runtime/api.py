@@ -36,16 +36,19 @@ class Runtime:
         root: str | os.PathLike[str],
         *,
         cgroup_root: str = "/sys/fs/cgroup",
-        cgroup_parent: str = "orchestrator",
+        cgroup_parent: str | None = None,
         fork_server: bool = False,
     ) -> None:
         """``fork_server`` launches monitors from the root's fork server (started on demand)
         instead of forking this process: required when this process has threads, and cheaper
-        in memory for containers that outlive a short-lived caller."""
+        in memory for containers that outlive a short-lived caller. ``cgroup_parent`` defaults
+        to ``runtime.cgroups.default_parent()``."""
+        from runtime.cgroups import default_parent
+
         self.root = Path(root).absolute()
         self.fork_server = fork_server
         self.cgroup_root = cgroup_root
-        self.cgroup_parent = cgroup_parent
+        self.cgroup_parent = cgroup_parent or default_parent()
         self.cgroup_version = _preload_cgroups(cgroup_root)
 
     # lifecycle -------------------------------------------------------------------------------
@@ -98,9 +101,7 @@ class Runtime:
         )
         directory = self.root / container_id
         if self.fork_server:
-            from runtime.forkserver import ForkServerClient
-
-            launched = ForkServerClient(self.root).launch(container_id, config, directory, options)
+            launched = self.fork_server_client().launch(container_id, config, directory, options)
         else:
             launched = spawn(container_id, config, directory, options)
             self._monitors = getattr(self, "_monitors", {})
@@ -299,6 +300,15 @@ class Runtime:
         return self._cgroup(container_id).stats()
 
     # helpers ---------------------------------------------------------------------------------
+
+    def fork_server_client(self) -> Any:
+        """The client of this root's fork server, which it starts (when none runs) with our
+        cgroup place, so that its pre-made containers serve our requests."""
+        from runtime.forkserver import ForkServerClient, default_config
+
+        return ForkServerClient(
+            self.root, default_config(self.root, self.cgroup_root, self.cgroup_parent)
+        )
 
     def _cgroup(self, container_id: str) -> Any:
         from runtime.cgroups import open_manager

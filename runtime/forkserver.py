@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,29 @@ SOCKET_NAME = f"forkserver.{PROTOCOL}.sock"
 LOCK_NAME = "forkserver.lock"
 IDLE_TIMEOUT = 30.0
 MAX_REQUEST = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a fork server runs, chosen by whoever starts it (``ForkServerClient``), not read from
+    the server's environment: where its pre-made containers' cgroups live, how long it stays
+    up without requests, whether it keeps pre-made containers at all (None: where cgroups are
+    v1, the only version that can rename a cgroup). Requests for another cgroup root or parent
+    are still served, the ordinary way."""
+
+    root: Path
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_parent: str = "orchestrator"
+    idle_timeout: float = IDLE_TIMEOUT
+    pool: bool | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "root": str(self.root)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        raw = json.loads(text)
+        return cls(**{**raw, "root": Path(raw["root"])})
 
 
 def _address(root: Path) -> tuple[int, str]:
@@ -147,10 +171,11 @@ class _Pool:
 
     SIZE = 2
 
-    def __init__(self, enabled: bool, template: _Template, staging: Path) -> None:
+    def __init__(self, config: ServerConfig, enabled: bool, template: _Template) -> None:
         self.enabled = enabled
         self.template = template
-        self.staging = staging  # where each shell's init mounts its kernel filesystems
+        self.cgroup = (config.cgroup_root, config.cgroup_parent)
+        self.staging = config.root / "premade"  # where each shell's init mounts /proc, /dev, /sys
         self.ready: list[Any] = []
         self.preparing: Any = None
         self.busy: Any = None  # handed over; we make the next once it has created its container
@@ -186,7 +211,7 @@ class _Pool:
             and self.preparing is None
             and len(self.ready) < self.SIZE
         ):
-            self.preparing = self.template.shell("/sys/fs/cgroup", "orchestrator", self.staging)
+            self.preparing = self.template.shell(*self.cgroup, self.staging)
 
     def take(self) -> Any:
         if not self.ready:
@@ -206,9 +231,9 @@ class _Pool:
         self.ready, self.preparing = [], None
 
 
-def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = None) -> None:
-    """Serve ``root`` until stopped or idle. ``pool`` keeps a pre-made container ready (default:
-    on where cgroups are v1 and ORCHESTRATOR_NO_POOL is not set)."""
+def serve(config: ServerConfig) -> None:
+    """Serve ``config.root`` until stopped or idle."""
+    root = config.root
     root.mkdir(parents=True, exist_ok=True)
     lock = open_lock(root / LOCK_NAME)
     if not try_lock(lock):
@@ -218,7 +243,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap_children)
-    _preload()
+    _preload(config.cgroup_root)
     _warm_up(root)
     dirfd, address = _address(root)
     try:
@@ -233,14 +258,14 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
         os.close(dirfd)
     gc.freeze()  # what is loaded now is shared by every monitor; keep collections off it
     inherited_by_no_one = (lock, listener.fileno())
+    pool = config.pool
     if pool is None:
         from runtime.cgroups import detect_version
 
-        pool = detect_version("/sys/fs/cgroup") == 1 and not os.environ.get("ORCHESTRATOR_NO_POOL")
+        pool = detect_version(config.cgroup_root) == 1
     template = _Template(inherited_by_no_one)
-    staging = root / "premade"
-    staging.mkdir(exist_ok=True)
-    shells = _Pool(pool, template, staging)
+    shells = _Pool(config, pool, template)
+    shells.staging.mkdir(exist_ok=True)
     last = time.monotonic()
     try:
         shells.fill()
@@ -252,7 +277,7 @@ def serve(root: Path, idle_timeout: float = IDLE_TIMEOUT, pool: bool | None = No
             shells.poll(ready)
             ready = [r for r in ready if r is listener]
             if not ready:
-                if time.monotonic() - last > idle_timeout:
+                if time.monotonic() - last > config.idle_timeout:
                     return
                 continue
             conn, _ = listener.accept()
@@ -333,16 +358,16 @@ def _reap_children(signum: int, frame: Any) -> None:
             return
 
 
-def _preload() -> None:
+def _preload(cgroup_root: str) -> None:
     """Import now what each monitor needs, once, so that forks share it."""
     from runtime.cgroups import detect_version
 
-    if detect_version("/sys/fs/cgroup") == 2:
+    if detect_version(cgroup_root) == 2:
         import runtime.cgroups.v2
     else:
         import runtime.cgroups.v1
 
-        runtime.cgroups.v1.layout("/sys/fs/cgroup")
+        runtime.cgroups.v1.layout(cgroup_root)
     import runtime.pool
     import runtime.premount
     import runtime.users
@@ -413,10 +438,13 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
 
 
 class ForkServerClient:
-    """Launch containers through the fork server of ``root``, starting it when needed."""
+    """Launch containers through the fork server of ``root``, starting it when needed with
+    ``config`` (by default: the default cgroup place, and the environment's
+    ORCHESTRATOR_FORKSERVER_IDLE and ORCHESTRATOR_NO_POOL, read here, by the starter)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, config: ServerConfig | None = None) -> None:
         self.root = root
+        self.config = config or default_config(root)
 
     def launch(
         self, container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions
@@ -479,7 +507,12 @@ class ForkServerClient:
         starter = subprocess.Popen(
             # -c, not -m: as __main__ this module would be imported a second time by whatever
             # a monitor forked from it imports (milliseconds per container).
-            [sys.executable, "-c", "from runtime.forkserver import main; main()", str(self.root)],
+            [
+                sys.executable,
+                "-c",
+                "from runtime.forkserver import main; main()",
+                self.config.to_json(),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -490,14 +523,15 @@ class ForkServerClient:
         starter.wait()
 
 
-_PASSED_ON = (
-    "PATH",
-    "LANG",
-    "ORCHESTRATOR_DEBUG",
-    "ORCHESTRATOR_TRACE",
-    "ORCHESTRATOR_FORKSERVER_IDLE",
-    "ORCHESTRATOR_NO_POOL",
-)
+_PASSED_ON = ("PATH", "LANG", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_TRACE")
+
+
+def default_config(
+    root: Path, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "orchestrator"
+) -> ServerConfig:
+    idle = float(os.environ.get("ORCHESTRATOR_FORKSERVER_IDLE") or IDLE_TIMEOUT)
+    pool = False if os.environ.get("ORCHESTRATOR_NO_POOL") else None
+    return ServerConfig(root, cgroup_root, cgroup_parent, idle, pool)
 
 
 def pool_ready(root: Path) -> int:
@@ -553,8 +587,7 @@ def main() -> None:
     # host's init, never a zombie child of whoever happened to start it.
     if os.fork():
         os._exit(0)
-    idle = float(os.environ.get("ORCHESTRATOR_FORKSERVER_IDLE") or IDLE_TIMEOUT)
-    serve(Path(sys.argv[1]), idle_timeout=idle)
+    serve(ServerConfig.from_json(sys.argv[1]))
 
 
 if __name__ == "__main__":

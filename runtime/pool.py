@@ -280,7 +280,7 @@ def _premade_init(
         report = Channel(fds[0])
         container_id, source, directory, options = parse_request(request)
         config = source() if callable(source) else source
-        reason = unfit(config, options)
+        reason = unfit(config, options, shape)
         if not reason and not _rename(pool.unique_dirs(), container_id):
             reason = "a cgroup of that name exists"
         if reason:
@@ -343,15 +343,19 @@ def _warm_up(shape: _Shape, cgroup: Any) -> None:
     from runtime.specgen import default_spec
 
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
-    options = LaunchOptions(cgroup_root=shape.cgroup_root, cgroup_version=1)
-    unfit(config, options)
+    options = LaunchOptions(
+        cgroup_root=shape.cgroup_root, cgroup_parent=shape.cgroup_parent, cgroup_version=1
+    )
+    unfit(config, options, shape)
     cgroup.set(Resources.from_oci(config.resources))
     record = monitor.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
     json.dumps(record)
 
 
-def unfit(config: ContainerConfig, options: LaunchOptions) -> str | None:
+def unfit(config: ContainerConfig, options: LaunchOptions, shape: _Shape) -> str | None:
     """Why a pre-made init cannot serve ``config`` (None when it can)."""
+    if (options.cgroup_root, options.cgroup_parent) != (shape.cgroup_root, shape.cgroup_parent):
+        return "its cgroup lives elsewhere than the pool's"
     if config.clone_flags != POOL_CLONE_FLAGS or any(path for path in config.namespaces.values()):
         return "namespaces differ from the default set"
     if options.inherit_stdio or options.stdin:

@@ -8,7 +8,9 @@ under an ``orchestrator`` parent, no process of ours. The check runs around ever
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,14 +69,27 @@ def _interfaces() -> list[str]:
     return [n for n in names if n.startswith("orc")]
 
 
-def _cgroups() -> list[str]:
+_TEST_PARENT = re.compile(r"t\d+-\d+")
+_test_parents = itertools.count()
+
+
+def _cgroups(own_parent: str = "") -> list[str]:
+    """Cgroups below every ``orchestrator`` parent, except other tests' parents: each test's
+    containers live in ``orchestrator/t<pytest pid>-<n>`` ($ORCHESTRATOR_CGROUP_PARENT), so
+    that test runs side by side do not see each other's."""
     found = []
     if not CGROUP_ROOT.is_dir():
         return found
+    own = own_parent.removeprefix("orchestrator/")
     for controller in CGROUP_ROOT.iterdir():
         parent = controller / "orchestrator"
         try:
-            found += [str(p) for p in parent.rglob("*") if p.is_dir()]
+            for path in parent.rglob("*"):
+                first = path.relative_to(parent).parts[0]
+                if _TEST_PARENT.fullmatch(first) and first != own:
+                    continue
+                if path.is_dir() and path.relative_to(parent).parts != (own,):
+                    found.append(str(path))
         except OSError:
             pass  # removed while we looked (another test's container ending)
     return found
@@ -105,11 +120,11 @@ def _processes(marker: str) -> list[str]:
     return found
 
 
-def leftovers(marker: str = "") -> dict[str, list[str]]:
+def leftovers(marker: str = "", cgroup_parent: str = "") -> dict[str, list[str]]:
     found = {
         "mounts": _mounts(marker),
         "interfaces": _interfaces(),
-        "cgroups": _cgroups(),
+        "cgroups": _cgroups(cgroup_parent),
         "processes": _processes(marker),
     }
     return {k: v for k, v in found.items() if v}
@@ -142,16 +157,38 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     """A fresh ORCHESTRATOR_ROOT; the test fails if it leaves anything on the host."""
     root = tmp_path / "state"
     root.mkdir()
+    cgroup_parent = f"orchestrator/t{os.getpid()}-{next(_test_parents)}"
     monkeypatch.setenv("ORCHESTRATOR_ROOT", str(root))
-    before = leftovers(str(root))
+    monkeypatch.setenv("ORCHESTRATOR_CGROUP_PARENT", cgroup_parent)
+    before = leftovers(str(root), cgroup_parent)
     yield root
     _stop_fork_servers(root)
-    after = leftovers(str(root))
+    after = leftovers(str(root), cgroup_parent)
     leaked = {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items()}
     leaked = {k: v for k, v in leaked.items() if v}
     if leaked:
-        _cleanup(root)
+        _cleanup(root, cgroup_parent)
+    _remove_parent(cgroup_parent)
+    if leaked:
         pytest.fail(f"test left things on the host: {leaked}")
+
+
+def current_cgroup_parent() -> str:
+    """This test's cgroup parent (set by ``state_root``)."""
+    from runtime.cgroups import default_parent
+
+    return default_parent()
+
+
+def _remove_parent(parent: str) -> None:
+    for controller in CGROUP_ROOT.iterdir():
+        path = controller / parent
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # not empty: the leak check has said so
 
 
 def _stop_fork_servers(root: Path) -> None:
@@ -161,7 +198,7 @@ def _stop_fork_servers(root: Path) -> None:
         stop(sock.parent)
 
 
-def _cleanup(root: Path) -> None:
+def _cleanup(root: Path, cgroup_parent: str) -> None:
     """Best effort, so one leaking test does not fail every later one: kill the monitors and
     containers recorded under this test's root (never another test's), remove their cgroups."""
     import json
@@ -182,7 +219,7 @@ def _cleanup(root: Path) -> None:
         name = record.get("cgroup") or record.get("id")
         if name:
             for controller in CGROUP_ROOT.iterdir():
-                path = controller / "orchestrator" / str(name)
+                path = controller / cgroup_parent / str(name)
                 if path.is_dir():
                     try:
                         path.rmdir()

@@ -21,6 +21,8 @@ small per-container monitor.
 
 from __future__ import annotations
 
+import os
+
 from runtime.cgroups.base import Manager, Stats
 from runtime.cgroups.detect import detect_version
 from runtime.cgroups.resources import DEFAULT_DEVICE_RULES, DeviceRule, Resources
@@ -32,23 +34,39 @@ __all__ = [
     "Manager",
     "Resources",
     "Stats",
+    "default_parent",
     "detect_version",
     "open_manager",
 ]
+
+PARENT = "orchestrator"
+
+
+def default_parent() -> str:
+    """The cgroup parent of containers: ``orchestrator``, or a folder below it named by
+    ``$ORCHESTRATOR_CGROUP_PARENT`` (each test uses its own, say). Everything we make stays
+    under a parent named ``orchestrator``, so that it is recognisable on the host."""
+    parent = os.environ.get("ORCHESTRATOR_CGROUP_PARENT") or PARENT
+    if parent != PARENT and not parent.startswith(PARENT + "/"):
+        raise Error(f"ORCHESTRATOR_CGROUP_PARENT={parent!r}: must be {PARENT!r} or below it")
+    return parent
 
 
 def open_manager(
     name: str,
     *,
     root: str = "/sys/fs/cgroup",
-    parent: str = "orchestrator",
+    parent: str | None = None,
     version: int | None = None,
 ) -> Manager:
     """The manager of cgroup ``<parent>/<name>`` (nothing is created until ``create()``).
 
     ``version`` forces 1 or 2; by default ``detect_version(root)`` decides. ``name`` must be one
-    path component (no ``/``, ``..`` or NUL, at most 128 bytes); ``parent`` may be nested.
+    path component (no ``/``, ``..`` or NUL, at most 128 bytes); ``parent`` may be nested
+    (default: ``default_parent()``).
     """
+    if parent is None:
+        parent = default_parent()
     if version is None:
         version = detect_version(root)
     if version == 2:

@@ -21,9 +21,9 @@ class PooledRuntime(Runtime):
     every container a test makes is served by the pool (or falls back from it on purpose)."""
 
     def _launch(self, container_id: str, config: Any, **options: Any) -> Any:
-        from runtime.forkserver import ForkServerClient, pool_ready
+        from runtime.forkserver import pool_ready
 
-        ForkServerClient(self.root)._connect().close()  # starts the server when none runs
+        self.fork_server_client()._connect().close()  # starts the server when none runs
         deadline = time.monotonic() + 10
         while not pool_ready(self.root):
             assert time.monotonic() < deadline, "the fork server made no pre-made container"

@@ -11,6 +11,7 @@ import pytest
 
 from runtime.errors import BundleError, SetupError
 from tests.busybox import bundle
+from tests.conftest import current_cgroup_parent
 
 pytestmark = pytest.mark.root
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.root
 def assert_nothing_left(state_root: Path, name: str) -> None:
     assert not (state_root / "runtime" / name).exists()
     assert not any(
-        Path(f"/sys/fs/cgroup/{c}/orchestrator/{name}").exists()
+        Path(f"/sys/fs/cgroup/{c}/{current_cgroup_parent()}/{name}").exists()
         for c in os.listdir("/sys/fs/cgroup")
     )
 

@@ -10,6 +10,7 @@ import pytest
 from runtime.api import Runtime
 from runtime.forkserver import SOCKET_NAME, stop
 from tests.busybox import bundle
+from tests.conftest import current_cgroup_parent
 
 pytestmark = pytest.mark.root
 
@@ -61,7 +62,7 @@ def test_fork_server_create_then_start(
 
 
 def _pool_cgroups() -> set[str]:
-    parent = Path("/sys/fs/cgroup/pids/orchestrator")
+    parent = Path("/sys/fs/cgroup/pids") / current_cgroup_parent()
     return (
         {p.name for p in parent.iterdir() if p.name.startswith("_pool-")}
         if parent.is_dir()
@@ -89,8 +90,9 @@ def test_pool_serves_default_containers_and_falls_back_for_others(
     sleeper = bundle(tmp_path / "s", ["sleep", "30"], lower=busybox_rootfs)
     state = rt.run("pooled", sleeper)
     # the container runs in a cgroup of its own name, whatever the pre-made one was called
-    assert "pids:/orchestrator/pooled\n" in Path(f"/proc/{state.pid}/cgroup").read_text()
-    assert Path("/sys/fs/cgroup/pids/orchestrator/pooled").is_dir()
+    parent = current_cgroup_parent()
+    assert f"pids:/{parent}/pooled\n" in Path(f"/proc/{state.pid}/cgroup").read_text()
+    assert Path(f"/sys/fs/cgroup/pids/{parent}/pooled").is_dir()
     rt.delete("pooled", force=True)
     # a container with other namespaces (no network namespace) is served the usual way
     host_net = bundle(
@@ -142,11 +144,11 @@ def test_a_killed_fork_server_leaves_no_pre_made_container_behind(
     import os
     import signal
 
-    from runtime.forkserver import ForkServerClient, pool_ready
+    from runtime.forkserver import pool_ready
 
     root = state_root / "runtime"
     before = _pool_cgroups()
-    ForkServerClient(root)._connect().close()
+    Runtime(root, fork_server=True).fork_server_client()._connect().close()
     deadline = time.monotonic() + 10
     while pool_ready(root) < 2:
         assert time.monotonic() < deadline, "the pool did not fill"
@@ -169,3 +171,37 @@ def _server_pid(root: Path) -> int:
         sock.sendall(b"ping\n")
         reply = sock.makefile().readline()
     return int(json.loads(reply)["pong"])
+
+
+@pytest.mark.cgroup_v1
+def test_a_request_for_another_cgroup_parent_is_not_served_from_the_pool(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """The pool's pre-made containers live under the parent the server was started with; a
+    request for another parent takes the ordinary path, and its container and its monitor
+    both use the parent it asked for."""
+    from runtime.forkserver import pool_ready
+
+    root = state_root / "runtime"
+    rt = Runtime(root, fork_server=True)
+    rt.fork_server_client()._connect().close()
+    deadline = time.monotonic() + 10
+    while pool_ready(root) < 1:
+        assert time.monotonic() < deadline, "the pool did not fill"
+        time.sleep(0.02)
+    other_parent = f"{current_cgroup_parent()}/elsewhere"
+    other = Runtime(root, fork_server=True, cgroup_parent=other_parent)
+    state = other.run("elsewhere", bundle(tmp_path / "b", ["sleep", "30"], lower=busybox_rootfs))
+    assert f"pids:/{other_parent}/elsewhere\n" in Path(f"/proc/{state.pid}/cgroup").read_text()
+    assert Path(f"/sys/fs/cgroup/pids/{other_parent}/elsewhere").is_dir()
+    assert other.stats("elsewhere") is not None  # the runtime finds it where it asked
+    other.kill("elsewhere", 9)
+    assert other.wait("elsewhere", timeout=10, until_removed=True)["exit_code"] == 137
+    # the monitor removed the cgroup where it was, and the pool's own are untouched
+    assert not Path(f"/sys/fs/cgroup/pids/{other_parent}/elsewhere").exists()
+    other.delete("elsewhere")
+    assert pool_ready(root) >= 1
+    stop(root)
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        if (controller / other_parent).is_dir():
+            (controller / other_parent).rmdir()

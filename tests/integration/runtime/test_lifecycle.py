@@ -16,6 +16,7 @@ import pytest
 
 from runtime.errors import AlreadyExists, NotFound, StateError
 from tests.busybox import bundle
+from tests.conftest import current_cgroup_parent
 
 pytestmark = pytest.mark.root
 
@@ -292,9 +293,10 @@ def test_a_killed_monitor_leaves_a_stopped_container_that_delete_cleans(
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert rt.state("orphan").exit is None  # nobody was left to record it
-    assert Path("/sys/fs/cgroup/pids/orchestrator/orphan").is_dir()
+    cgroup = Path("/sys/fs/cgroup/pids") / current_cgroup_parent() / "orphan"
+    assert cgroup.is_dir()
     rt.delete("orphan")
-    assert not Path("/sys/fs/cgroup/pids/orchestrator/orphan").exists()
+    assert not cgroup.exists()
     assert not (state_root / "runtime" / "orphan").exists()
 
 
