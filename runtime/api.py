@@ -156,15 +156,24 @@ class Runtime:
         window: tuple[int, int] = (24, 80),
     ) -> int:
         """Run ``args`` in the running container, with ``stdio`` (through a terminal of the
-        container's relayed to them, with ``tty``); its exit status. The calling process
-        forks, so it must be single-threaded (see runtime.enter)."""
-        from runtime.enter import ExecOptions, run
+        container's relayed to them, with ``tty``); its exit status. The work is done by a
+        fresh child of the fork server (runtime.enter): this process never forks, so any
+        caller may exec, threads and all."""
+        from runtime.enter import ExecOptions, Target, run
 
         current = self.state(container_id)
         st.check_transition(container_id, current.status, "exec in")
-        config = load_bundle(current.record["bundle"])
         options = ExecOptions(tuple(args), tuple(env), user, cwd, stdio, tty, interactive, window)
-        return run(current, config, self._cgroup(container_id), options)
+        return run(self.fork_server_client(), Target.of(current, self._cgroup_place()), options)
+
+    def open_socket(self, container_id: str, family: int, kind: int, proto: int = 0) -> Any:
+        """A socket made inside the running container's network namespace (runtime.enter)."""
+        from runtime.enter import Target, open_socket
+
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "exec in")
+        target = Target.of(current, self._cgroup_place())
+        return open_socket(self.fork_server_client(), target, family, kind, proto)
 
     def state(self, container_id: str) -> st.ContainerState:
         return st.load(self.root, container_id)
@@ -309,6 +318,9 @@ class Runtime:
         return ForkServerClient(
             self.root, default_config(self.root, self.cgroup_root, self.cgroup_parent)
         )
+
+    def _cgroup_place(self) -> tuple[str, str, int | None]:
+        return (self.cgroup_root, self.cgroup_parent, self.cgroup_version)
 
     def _cgroup(self, container_id: str) -> Any:
         from runtime.cgroups import open_manager

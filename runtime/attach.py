@@ -13,7 +13,7 @@ import select
 import shutil
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def window_size() -> tuple[int, int]:
@@ -38,23 +38,40 @@ def raw_terminal(fd: int) -> Iterator[None]:
 
 
 def relay(sock: socket.socket, interactive: bool, stdin: int = 0, stdout: int = 1) -> None:
-    """Copy the container's terminal output to ``stdout`` (and, if ``interactive``, our
-    ``stdin`` to it) until the container's side closes."""
-    sources = [sock.fileno()] + ([stdin] if interactive else [])
-    out = sys.stdout
-    out.flush()
+    """Copy the container's terminal output from an attach socket to ``stdout`` (and, if
+    ``interactive``, our ``stdin`` to it) until the container's side closes."""
+    relay_fd(sock.fileno(), interactive, stdin, stdout, lambda: sock.shutdown(socket.SHUT_WR))
+
+
+def relay_fd(
+    terminal: int,
+    interactive: bool,
+    stdin: int = 0,
+    stdout: int = 1,
+    input_ended: Callable[[], None] | None = None,
+) -> None:
+    """Copy what ``terminal`` (a terminal's master, or a socket joined to one) gives to
+    ``stdout``, and with ``interactive`` our ``stdin`` to it, until it ends (end of file, or EIO:
+    no process holds the terminal any more). ``input_ended`` runs when our stdin ends; the
+    output may go on."""
+    sources = [terminal] + ([stdin] if interactive else [])
+    sys.stdout.flush()
     with raw_terminal(stdin) if interactive else contextlib.nullcontext():
         while True:
             ready, _, _ = select.select(sources, [], [])
-            if sock.fileno() in ready:
-                data = sock.recv(65536)
+            if terminal in ready:
+                try:
+                    data = os.read(terminal, 65536)
+                except OSError:  # EIO: the terminal's last user has gone
+                    return
                 if not data:
                     return
                 os.write(stdout, data)
             if stdin in ready:
                 data = os.read(stdin, 65536)
                 if not data:
-                    sources.remove(stdin)  # our input ended; the output may go on
-                    sock.shutdown(socket.SHUT_WR)
+                    sources.remove(stdin)
+                    if input_ended is not None:
+                        input_ended()
                     continue
-                sock.sendall(data)
+                os.write(terminal, data)

@@ -5,12 +5,11 @@ and copies fewer pages) and much less memory (every monitor shares this process'
 a monitor forked from a CLI keeps that CLI's whole image alive alone). It is also what lets a
 multi-threaded caller, such as the trio supervisor, create containers: it never forks itself.
 
-One server per runtime root, started on demand by ``ForkServerClient`` and gone after
-``IDLE_TIMEOUT`` seconds without a request. Protocol, over ``<root>/forkserver.<PROTOCOL>.sock``: the client
-sends ``launch\n``, a JSON line ``{"id", "bundle", "directory", "options"}`` and the config JSON
-on a line of its own, with its stdio as SCM_RIGHTS when the container is to inherit it; the
-server forks at once, and the monitor parses the request and answers on the same connection
-(``{"pid": N, "monitor_pid": M}`` or ``{"error": "..."}``). ``stop\n`` ends the server. Monitors do not depend on the server: they outlive it.
+One server per runtime root, started on demand by ``ForkServerClient`` with a ``ServerConfig``
+and gone after its idle time without a request. Its requests (runtime.protocol): ``launch`` a
+container (the server forks at once; the monitor parses the request and answers on the same
+connection), ``enter`` a running one (a fresh child of the template does the job: runtime.enter),
+``ping``, ``stop``. Monitors do not depend on the server: they outlive it.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from runtime import protocol
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.filelock import open_lock, try_lock
@@ -45,12 +45,11 @@ from runtime.monitor import (
 from runtime.spec import ContainerConfig, parse_config
 from runtime.trace import mark
 
-# The protocol version is in the name: a server of an older version is never spoken to.
-PROTOCOL = 2
-SOCKET_NAME = f"forkserver.{PROTOCOL}.sock"
+# The protocol version is in the name: a server of another version is never spoken to.
+SOCKET_NAME = protocol.FORK_SERVER_SOCKET
 LOCK_NAME = "forkserver.lock"
 IDLE_TIMEOUT = 30.0
-MAX_REQUEST = 1024 * 1024
+MAX_REQUEST = protocol.MAX_REQUEST
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,9 @@ class _Template:
     def launch(self, request: bytes, fds: list[int]) -> None:
         socket.send_fds(self.sock, [b"L" + request], fds)
 
+    def enter(self, request: bytes, fds: list[int]) -> None:
+        socket.send_fds(self.sock, [b"E" + request], fds)
+
     def shell(self, cgroup_root: str, cgroup_parent: str, staging: Path) -> Any:
         from runtime.pool import Shell
 
@@ -151,6 +153,8 @@ def _template_loop(sock: socket.socket) -> None:
             if data[:1] == b"L":
                 stdio = (fds[1], fds[2], fds[3]) if len(fds) == 4 else None
                 fork_monitor(partial(_arguments, data[1:]), Channel(fds[0]), stdio, own)
+            elif data[:1] == b"E":
+                _fork_enter(data[1:], fds, own)
             elif data[:1] == b"S":
                 from runtime.pool import fork_shell
 
@@ -162,6 +166,22 @@ def _template_loop(sock: socket.socket) -> None:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _fork_enter(data: bytes, fds: list[int], close_in_child: tuple[int, ...]) -> None:
+    """(in the template) Fork a fresh child for an enter job (runtime.enter): the caller's
+    connection is ``fds[0]``, its stdio the rest."""
+    if os.fork() == 0:
+        gc.freeze()
+        try:
+            for fd in close_in_child:
+                os.close(fd)
+            from runtime import enter
+
+            request = protocol.EnterRequest.from_wire(data)
+            enter.serve(request, socket.socket(fileno=os.dup(fds[0])), list(fds[1:]))
+        finally:
+            os._exit(1)
 
 
 class _Pool:
@@ -308,18 +328,21 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3, socket.MSG_CMSG_CLOEXEC)
     try:
         op, _, _ = data.partition(b"\n")
-        if op == b"stop":
+        if op == protocol.STOP:
             return False
-        if op == b"ping":
+        if op == protocol.PING:
             Channel(conn.fileno()).send(pong=os.getpid(), pool=len(shells.ready))
             return True
-        if op != b"launch":
+        if op not in (protocol.LAUNCH, protocol.ENTER):
             raise Error(f"unknown request {op[:20]!r}")
-        while data.count(b"\n") < 3:
+        while data.count(b"\n") < protocol.lines_expected(op):
             more = conn.recv(MAX_REQUEST)
             if not more:
                 raise Error("truncated request")
             data += more
+        if op == protocol.ENTER:
+            template.enter(data, [conn.fileno(), *fds])
+            return True
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 3 else None
         mark("server-got")
         shell = shells.take() if stdio is None else None
@@ -334,15 +357,14 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
 
 
 def _arguments(data: bytes) -> MonitorArgs:
-    """(in the monitor) The launch request: ``launch\n{id, bundle, directory, options}\n{config}\n``."""
-    _, request_line, config_line = data.split(b"\n", 2)
-    request = json.loads(request_line)
+    """(in the monitor) The launch request (runtime.protocol.launch_from_wire)."""
+    request, raw_config = protocol.launch_from_wire(data)
     raw_options = request["options"]
     options = LaunchOptions(**{**raw_options, "cleanup_paths": tuple(raw_options["cleanup_paths"])})
     bundle = Path(request["bundle"])
     return (
         request["id"],
-        lambda: parse_config(json.loads(config_line), bundle),
+        lambda: parse_config(raw_config, bundle),
         Path(request["directory"]),
         options,
     )
@@ -460,10 +482,7 @@ class ForkServerClient:
                     "directory": str(directory),
                     "options": {**options.__dict__, "cleanup_paths": list(options.cleanup_paths)},
                 }
-                payload = b"launch\n%s\n%s\n" % (
-                    json.dumps(request).encode(),
-                    json.dumps(config.raw).encode(),
-                )
+                payload = protocol.launch_to_wire(request, config.raw)
                 fds = [0, 1, 2] if options.inherit_stdio else []
                 mark("client-send")
                 sent = socket.send_fds(sock, [payload], fds) if fds else sock.send(payload)
@@ -479,6 +498,19 @@ class ForkServerClient:
                 shutil.rmtree(directory, ignore_errors=True)
             raise
         return finish_launch(directory, message, None)
+
+    def enter(self, request: protocol.EnterRequest, stdio: tuple[int, ...] = ()) -> socket.socket:
+        """Send an enter job (runtime.enter); the connection on which its child answers."""
+        sock = self._connect()
+        try:
+            payload = request.to_wire()
+            sent = socket.send_fds(sock, [payload], list(stdio)) if stdio else sock.send(payload)
+            if sent < len(payload):
+                sock.sendall(payload[sent:])
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _connect(self) -> socket.socket:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -543,7 +575,7 @@ def pool_ready(root: Path) -> int:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(address)
-        sock.sendall(b"ping\n")
+        sock.sendall(protocol.PING + b"\n")
         reply = Channel(sock.fileno()).receive()
     except OSError:
         return 0
@@ -562,7 +594,7 @@ def stop(root: Path, timeout: float = 5.0) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(address)
-        sock.sendall(b"stop\n")
+        sock.sendall(protocol.STOP + b"\n")
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ECONNREFUSED):
             raise Error(f"stopping the fork server: {exc}") from None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 from runtime import rootfs, users
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
-from runtime.linux import caps
+from runtime.linux import caps, loopback
 from runtime.linux import syscalls as sc
 from runtime.spec import NAMESPACE_FLAGS, ContainerConfig
 from runtime.trace import mark
@@ -226,6 +226,15 @@ def enter_namespaces(config: ContainerConfig) -> None:
     flags = config.clone_flags & ~_NOT_HERE
     if flags:
         sc.unshare(flags)
+    if flags & sc.CLONE_NEWNET:
+        bring_loopback_up()
+
+
+def bring_loopback_up() -> None:
+    try:
+        loopback.bring_up()
+    except OSError as exc:
+        raise SetupError(f"network namespace: cannot bring loopback up: {exc.strerror}") from None
 
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:

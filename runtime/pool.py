@@ -262,6 +262,7 @@ def _premade_init(
         pool.create()
         pool.add_process(os.getpid())
         sc.unshare(init.POOL_NAMESPACES)  # the cgroup namespace after the move: rooted there
+        init.bring_loopback_up()
         rootfs.make_slave()
         try:
             premounted: premount.Premounted | None = premount.prepare(shape.staging)

@@ -100,3 +100,83 @@ def test_exec_with_a_terminal(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> 
     lines = out.replace("\r", "").split("\n")
     assert lines[0].startswith("/dev/pts/")  # the container's own devpts
     assert lines[1:4] == ["stdin-is-tty", "33 99", "1000"]
+
+
+def test_exec_from_a_multi_threaded_process(rt: Any, tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The caller never forks (a fresh child of the fork server does the work): exec is safe
+    from a process with threads, from several threads at once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = _running(rt, tmp_path, busybox_rootfs)
+    stop = threading.Event()
+    busy = [threading.Thread(target=stop.wait) for _ in range(4)]
+    for thread in busy:
+        thread.start()
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        assert threading.active_count() >= 5
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(
+                pool.map(
+                    lambda n: rt.exec(name, ["sh", "-c", f"exit {n}"], stdio=(null, null, null)),
+                    range(8),
+                )
+            )
+        assert codes == list(range(8))
+    finally:
+        stop.set()
+        for thread in busy:
+            thread.join()
+        os.close(null)
+
+
+def test_a_socket_made_in_the_containers_network_namespace(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """An enter job makes a socket inside the container's network namespace: bound to its
+    loopback (which is up, as in Docker), it is reached by a process in the container and by
+    nothing on the host."""
+    import socket
+    import threading
+
+    name = _running(rt, tmp_path, busybox_rootfs)
+    listener = rt.open_socket(name, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        received: list[bytes] = []
+
+        def serve_one() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                received.append(conn.recv(100))  # then close: nc ends on our end of file
+
+        server = threading.Thread(target=serve_one)
+        server.start()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            code = rt.exec(
+                name, ["sh", "-c", f"echo hello | nc 127.0.0.1 {port}"], stdio=(null, null, null)
+            )
+        finally:
+            os.close(null)
+            server.join(10)
+        assert code == 0
+        assert received == [b"hello\n"]
+        with socket.socket() as outside, pytest.raises(OSError):
+            outside.settimeout(1)
+            outside.connect(("127.0.0.1", port))  # the host's loopback is another one
+    finally:
+        listener.close()
+
+
+def test_loopback_is_up_in_a_new_network_namespace(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """A container with its own network namespace and no network gets a loopback that is up."""
+    _running(rt, tmp_path, busybox_rootfs)
+    status, out = _exec(rt, tmp_path, ["cat", "/sys/class/net/lo/flags"])
+    assert status == 0
+    assert int(out.strip(), 16) & 0x1  # IFF_UP
