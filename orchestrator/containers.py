@@ -23,51 +23,20 @@ import secrets
 import shutil
 import signal
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import description as description_module
+from orchestrator.description import RECORD_VERSION, ContainerDescription
 from orchestrator.errors import ConflictError, NotFoundError, UserError
 from orchestrator.paths import containers_dir, images_dir, runtime_dir
 from runtime import state as rstate
 from runtime.errors import NotFound, StateError
 
-ANNOTATION_NAME = "org.orchestrator.container.name"
-ANNOTATION_IMAGE = "org.orchestrator.container.image"
-STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
-
-
-@dataclass(frozen=True)
-class ContainerOptions:
-    """What a user asks for; the image's config fills in what is left out."""
-
-    image: str
-    command: tuple[str, ...] | None = None
-    entrypoint: tuple[str, ...] | None = None
-    name: str | None = None
-    env: tuple[str, ...] = ()
-    user: str | None = None
-    workdir: str | None = None
-    hostname: str | None = None
-    network: str = "none"
-    memory: int | None = None
-    memory_swap: int | None = None
-    memory_reservation: int | None = None
-    cpus: float | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
-    auto_remove: bool = False
-    read_only: bool = False
-    cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
-    no_new_privileges: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    stop_signal: str | None = None
-    stop_timeout: float = 10.0
-    tty: bool = False
-    interactive: bool = False
-    log_max_size: int = 10 * 1024 * 1024
-    log_max_files: int = 3
+# Kept for importers; the description module owns them.
+ANNOTATION_NAME = description_module.ANNOTATION_NAME
+ANNOTATION_IMAGE = description_module.ANNOTATION_IMAGE
 
 
 @dataclass(frozen=True)
@@ -82,14 +51,14 @@ class Container:
         return self.id[:12]
 
     @property
-    def options(self) -> ContainerOptions:
-        raw = dict(self.record["options"])
-        for key in ("command", "entrypoint"):
-            if raw.get(key) is not None:
-                raw[key] = tuple(raw[key])
-        for key in ("env", "cap_add", "cap_drop"):
-            raw[key] = tuple(raw.get(key) or ())
-        return ContainerOptions(**raw)
+    def options(self) -> ContainerDescription:
+        return ContainerDescription.from_record(self.record["options"])
+
+    @property
+    def complete(self) -> bool:
+        """False for a container whose creation has not finished (or never will: its creator
+        died, which ``Containers.all`` sees and collects)."""
+        return bool(self.record.get("state", "created") == "created")
 
     @property
     def log_path(self) -> Path:
@@ -133,17 +102,35 @@ class Containers:
     # lookup ------------------------------------------------------------------------------------
 
     def all(self) -> list[Container]:
+        """Every container, oldest first. One whose creation was cut short (its creator
+        killed) is collected here, once its creator is seen dead: it never blocks its name."""
         if not self.directory.is_dir():
             return []
         result = []
         for entry in sorted(self.directory.iterdir()):
+            if not entry.is_dir():
+                continue
             record_path = entry / "container.json"
             try:
                 record = json.loads(record_path.read_text())
             except (OSError, ValueError):
                 continue
-            result.append(Container(record["id"], record["name"], entry, record))
+            container = Container(record["id"], record["name"], entry, record)
+            if not container.complete and _creator_gone(record):
+                self._collect(container)
+                continue
+            result.append(container)
         return sorted(result, key=lambda c: c.record.get("created", ""))
+
+    def _collect(self, container: Container) -> None:
+        """Remove what a creation cut short left: the runtime's state, if it got that far."""
+        try:
+            self.runtime.delete(container.id, force=True)
+        except NotFound:
+            pass
+        except Exception:
+            return  # try again next time rather than lose track of a process
+        shutil.rmtree(container.directory, ignore_errors=True)
 
     def get(self, name_or_id: str) -> Container:
         matches = []
@@ -160,7 +147,8 @@ class Containers:
 
     # create ------------------------------------------------------------------------------------
 
-    def create(self, options: ContainerOptions) -> Container:
+    def create(self, options: ContainerDescription) -> Container:
+        from orchestrator.bundle import RootFilesystem, build_spec
         from runtime.image.store import ImageStore
 
         store = ImageStore(images_dir(self.root))
@@ -176,111 +164,42 @@ class Containers:
             name = options.name or _random_name(self)
             if options.name:
                 _check_name(options.name)
-                if any(c.name == name for c in self.all()):
+                if any(c.name == name for c in self.all()):  # (collects dead creations)
                     raise ConflictError(f"the container name {name!r} is already in use")
             container_id = secrets.token_hex(32)
             directory = self.directory / container_id
             directory.mkdir()
             try:
-                for sub in ("upper", "work", "bundle/rootfs"):
-                    (directory / sub).mkdir(parents=True)
-                record = {
+                # The record comes first, marked as being created by us: if we are killed
+                # from here on, the next command sees whose it was, and collects it.
+                record: dict[str, Any] = {
+                    "version": RECORD_VERSION,
+                    "state": "creating",
+                    "creator": [os.getpid(), rstate.process_start_time(os.getpid())],
                     "id": container_id,
                     "name": name,
                     "created": _now(),
                     "image": options.image,
                     "image_id": image.id,
-                    "options": asdict(options),
+                    "options": options.to_record(),
                 }
-                spec = self._build_spec(container_id, name, directory, options, image, store)
+                rstate.write_json_atomic(directory / "container.json", record)
+                for sub in ("upper", "work", "bundle/rootfs"):
+                    (directory / sub).mkdir(parents=True)
+                rootfs = RootFilesystem(
+                    tuple(str(p) for p in store.layer_dirs(image)),
+                    str(directory / "upper"),
+                    str(directory / "work"),
+                )
+                spec = build_spec(container_id, name, directory, options, image, rootfs)
                 (directory / "bundle" / "config.json").write_text(json.dumps(spec, indent=1))
+                record["state"] = "created"
+                del record["creator"]
                 rstate.write_json_atomic(directory / "container.json", record)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         return Container(container_id, name, directory, record)
-
-    def _build_spec(
-        self,
-        container_id: str,
-        name: str,
-        directory: Path,
-        options: ContainerOptions,
-        image: Any,
-        store: Any,
-    ) -> dict[str, Any]:
-        from runtime.linux import caps
-        from runtime.spec import (
-            ANNOTATION_LOWERDIRS,
-            ANNOTATION_UPPERDIR,
-            ANNOTATION_USER,
-            ANNOTATION_WORKDIR,
-        )
-        from runtime.specgen import default_spec
-
-        args = _command(options, image)
-        env = _merge_env(image.env, options.env)
-        hostname = options.hostname or container_id[:12]
-        spec = default_spec(
-            args,
-            rootfs="rootfs",
-            env=env,
-            cwd=options.workdir or image.working_dir or "/",
-            hostname=hostname if options.network != "host" else None,
-            network=options.network != "host",
-        )
-        user = options.user if options.user is not None else image.user
-        if user:
-            spec["annotations"][ANNOTATION_USER] = user
-        spec["root"]["readonly"] = options.read_only
-        # Docker's order: the default set, less what is dropped, plus what is added.
-        capabilities = set(caps.DOCKER_DEFAULT)
-        try:
-            if "ALL" in (c.upper() for c in options.cap_drop):
-                capabilities = set()
-            else:
-                capabilities -= set(caps.names_of(caps.mask(list(options.cap_drop))))
-            if "ALL" in (c.upper() for c in options.cap_add):
-                capabilities = set(caps.NAMES)
-            else:
-                capabilities |= set(caps.names_of(caps.mask(list(options.cap_add))))
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        capability_list = sorted(capabilities, key=caps.NUMBERS.__getitem__)
-        for key in ("bounding", "effective", "permitted"):
-            spec["process"]["capabilities"][key] = capability_list
-        spec["process"]["noNewPrivileges"] = options.no_new_privileges
-        spec["process"]["terminal"] = options.tty
-        if options.tty:
-            spec["process"]["env"].append("TERM=xterm")
-        spec["linux"]["resources"].update(_resources(options))
-        lowers = [str(p) for p in store.layer_dirs(image)]
-        if not lowers:
-            raise UserError(f"image {options.image} has no layers to run")
-        stop_signal = options.stop_signal or image.stop_signal
-        spec["annotations"].update(
-            {
-                ANNOTATION_LOWERDIRS: json.dumps(lowers),
-                ANNOTATION_UPPERDIR: str(directory / "upper"),
-                ANNOTATION_WORKDIR: str(directory / "work"),
-                ANNOTATION_NAME: name,
-                ANNOTATION_IMAGE: options.image,
-            }
-        )
-        if stop_signal:
-            spec["annotations"][STOP_SIGNAL_ANNOTATION] = stop_signal
-        if options.network != "host":
-            _write_network_files(directory, hostname)
-            for file in ("hosts", "hostname", "resolv.conf"):
-                spec["mounts"].append(
-                    {
-                        "destination": f"/etc/{file}",
-                        "type": "bind",
-                        "source": str(directory / file),
-                        "options": ["rbind", "rprivate"],
-                    }
-                )
-        return spec
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -438,79 +357,13 @@ def image_ids_in_use(root: Path) -> set[str]:
     return {str(c.record.get("image_id")) for c in Containers(root).all()}
 
 
-def _command(options: ContainerOptions, image: Any) -> list[str]:
-    entrypoint = (
-        list(options.entrypoint) if options.entrypoint is not None else (image.entrypoint or [])
-    )
-    if options.command:
-        cmd = list(options.command)
-    elif options.entrypoint is not None:
-        cmd = []  # a new entrypoint drops the image's Cmd, as in Docker
-    else:
-        cmd = image.cmd or []
-    args = entrypoint + cmd
-    if not args:
-        raise UserError(f"image {options.image} has no command: give one after the image name")
-    return args
-
-
-def _merge_env(image_env: list[str], extra: tuple[str, ...]) -> list[str]:
-    merged: dict[str, str] = {}
-    for item in [*image_env, *extra]:
-        key, sep, value = item.partition("=")
-        if not key or "\0" in item:
-            raise UserError(f"invalid environment variable {item!r}")
-        if not sep:
-            host_value = os.environ.get(key)
-            if host_value is None:
-                continue  # `-e NAME` with NAME unset: left out, as Docker does
-            value = host_value
-        merged[key] = value
-    merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    return [f"{k}={v}" for k, v in merged.items()]
-
-
-def _resources(options: ContainerOptions) -> dict[str, Any]:
-    resources: dict[str, Any] = {}
-    memory: dict[str, Any] = {}
-    if options.memory is not None:
-        memory["limit"] = options.memory
-        # Docker's default: as much swap as memory, unless told otherwise.
-        memory["swap"] = (
-            options.memory_swap if options.memory_swap is not None else options.memory * 2
-        )
-    if options.memory_reservation is not None:
-        memory["reservation"] = options.memory_reservation
-    if memory:
-        resources["memory"] = memory
-    cpu: dict[str, Any] = {}
-    if options.cpus is not None:
-        if options.cpus <= 0:
-            raise UserError("--cpus must be more than 0")
-        cpu["period"] = 100_000
-        cpu["quota"] = max(1000, int(options.cpus * 100_000))
-    if options.cpu_shares is not None:
-        cpu["shares"] = options.cpu_shares
-    if cpu:
-        resources["cpu"] = cpu
-    if options.pids_limit is not None:
-        resources["pids"] = {"limit": options.pids_limit}
-    return resources
-
-
-def _write_network_files(directory: Path, hostname: str) -> None:
-    hosts = (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        "fe00::0\tip6-localnet\n"
-        "ff00::0\tip6-mcastprefix\n"
-        "ff02::1\tip6-allnodes\n"
-        "ff02::2\tip6-allrouters\n"
-        f"127.0.1.1\t{hostname}\n"
-    )
-    (directory / "hosts").write_text(hosts)
-    (directory / "hostname").write_text(hostname + "\n")
-    (directory / "resolv.conf").write_text("# no network: no name servers\n")
+def _creator_gone(record: dict[str, Any]) -> bool:
+    """Whether the process that was creating this record is gone (pid and start time)."""
+    creator = record.get("creator")
+    if not isinstance(creator, list) or len(creator) != 2:
+        return True  # not being created by anyone we can name
+    pid, start = creator
+    return not isinstance(pid, int) or rstate.process_start_time(pid) != start
 
 
 def _check_name(name: str) -> None:

@@ -86,6 +86,7 @@ class Runtime:
     ) -> st.ContainerState:
         st.validate_id(container_id)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.forget_exit(container_id)  # a new container of that id: the old one's exit goes
         options = LaunchOptions(
             create_only=create_only,
             log_path=log_path,
@@ -179,6 +180,7 @@ class Runtime:
         return st.load(self.root, container_id)
 
     def list(self) -> list[st.ContainerState]:
+        self._prune_exits()
         result = []
         for container_id in st.list_ids(self.root):
             try:
@@ -252,10 +254,19 @@ class Runtime:
         """The exit record once the container has ended (None on timeout).
 
         ``until_removed`` also waits for the monitor to finish its cleanup (the cgroup, and for a
-        container launched with ``cleanup_paths``, its whole state).
+        container launched with ``cleanup_paths``, its whole state). A container removed by its
+        monitor meanwhile (``cleanup_paths``) still has its exit record: ``exited``.
         """
-        current = self.state(container_id)
+        try:
+            current = self.state(container_id)
+        except NotFound:
+            record = self.exited(container_id)
+            if record is None:
+                raise
+            return record
         result = wait_exit(current.directory, timeout)
+        if result is None and not current.directory.exists():
+            result = self.exited(container_id)
         if until_removed and result is not None:
             self.wait_monitor_gone(current)
         self._reap_monitor(container_id)
@@ -263,6 +274,45 @@ class Runtime:
             # The monitor died without recording an exit: the kernel is the only witness left.
             return {"exit_code": None, "signal": None, "oom_killed": False, "finished": None}
         return result
+
+    def exited(self, container_id: str) -> dict[str, Any] | None:
+        """The exit record its monitor left for a container it removed (``cleanup_paths``)."""
+        from runtime.monitor import EXITED_DIR
+
+        try:
+            return dict(
+                st.read_json(self.root / EXITED_DIR / f"{st.validate_id(container_id)}.json")
+            )
+        except (OSError, ValueError):
+            return None
+
+    def _prune_exits(self, max_age: float = 24 * 3600) -> None:
+        """Exit records of removed containers are kept a day: long enough for a supervisor to
+        come back from a crash and learn them, not for ever."""
+        import time
+
+        from runtime.monitor import EXITED_DIR
+
+        try:
+            entries = list(os.scandir(self.root / EXITED_DIR))
+        except FileNotFoundError:
+            return
+        too_old = time.time() - max_age
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < too_old:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+    def forget_exit(self, container_id: str) -> None:
+        """Drop the exit record ``exited`` keeps (the id is about to be reused, say)."""
+        from runtime.monitor import EXITED_DIR
+
+        try:
+            os.unlink(self.root / EXITED_DIR / f"{st.validate_id(container_id)}.json")
+        except FileNotFoundError:
+            pass
 
     def stop(
         self, container_id: str, timeout: float = 10.0, sig: int | None = None

@@ -42,6 +42,7 @@ from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
 
 SOCKET_NAME = "monitor.sock"
+EXITED_DIR = ".exited"  # exit records of removed (--rm) containers, in the runtime root
 
 
 @dataclass(frozen=True)
@@ -954,6 +955,13 @@ def _finish(
             break
     _destroy_quietly(cgroup)
     if cleanup_paths:
+        # The exit outlives the container's state, for whoever asks after it is gone.
+        try:
+            tombstones = directory.parent / EXITED_DIR
+            tombstones.mkdir(exist_ok=True)
+            write_json_atomic(tombstones / f"{directory.name}.json", record)
+        except OSError:
+            pass
         for path in cleanup_paths:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(directory, ignore_errors=True)

@@ -129,7 +129,7 @@ def _containers(args: argparse.Namespace) -> Any:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from orchestrator.containers import ContainerOptions
+    from orchestrator.description import ContainerDescription
     from orchestrator.stack.units import UnitError, parse_cpus, parse_size
 
     def size(value: str | None, flag: str) -> int | None:
@@ -165,7 +165,7 @@ def _options(args: argparse.Namespace) -> Any:
         labels[key] = value
     if args.pids_limit is not None and args.pids_limit == 0:
         raise UserError("--pids-limit must be positive, or -1 for unlimited")
-    return ContainerOptions(
+    return ContainerDescription(
         image=args.image,
         command=tuple(cmd) if cmd else None,
         entrypoint=tuple(args.entrypoint.split()) if args.entrypoint is not None else None,

@@ -346,3 +346,25 @@ def test_stdin_fed_by_a_client(
     feeder.close()
     rt.delete("fed")
     assert log_text(log).split() == [str(3 << 20), "done"]
+
+
+def test_the_exit_of_a_removed_container_is_not_lost(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path
+) -> None:
+    """A container launched with ``cleanup_paths`` (``--rm``) is removed by its monitor when
+    it ends; with nobody watching, its exit record is still there to be asked for."""
+    b = bundle(tmp_path / "b", ["sh", "-c", "exit 5"], lower=busybox_rootfs)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    rt.run("gone", b, cleanup_paths=(str(extra),))
+    deadline = time.monotonic() + 10
+    while (state_root / "runtime" / "gone").exists() or extra.exists():
+        assert time.monotonic() < deadline, "the monitor did not remove the container"
+        time.sleep(0.02)
+    assert rt.wait("gone")["exit_code"] == 5
+    assert rt.exited("gone")["exit_code"] == 5
+    # a new container of the same id starts afresh
+    rt.run("gone", bundle(tmp_path / "c", ["sleep", "30"], lower=busybox_rootfs))
+    assert rt.exited("gone") is None
+    assert rt.wait("gone", timeout=0.1) is None
+    rt.delete("gone", force=True)

@@ -1,0 +1,168 @@
+"""What a container should be: one typed description that both ``orchestrator run`` (from its
+flags) and a stack service (``from_service``) turn into, and that ``orchestrator.bundle`` turns
+into an OCI bundle. The image's config fills in what the description leaves out.
+
+Identity travels with it: the project, service, replica number and config hash of a stack's
+container, and the user's labels, end up in the runtime's annotations, so that the runtime's
+``list`` alone can tell which container is which after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.stack.model import Service
+
+# The container record's format (container.json); bumped when its meaning changes.
+RECORD_VERSION = 2
+
+# Annotations the runtime keeps for us (OCI annotations: strings only).
+ANNOTATION_NAME = "org.orchestrator.container.name"
+ANNOTATION_IMAGE = "org.orchestrator.container.image"
+ANNOTATION_PROJECT = "org.orchestrator.project"
+ANNOTATION_SERVICE = "org.orchestrator.service"
+ANNOTATION_REPLICA = "org.orchestrator.replica"
+ANNOTATION_CONFIG_HASH = "org.orchestrator.config-hash"
+ANNOTATION_LABEL_PREFIX = "org.orchestrator.label."
+ANNOTATION_RECORD_VERSION = "org.orchestrator.record-version"
+STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
+
+DEFAULT_STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which stack container this is (all empty for a single container)."""
+
+    project: str = ""
+    service: str = ""
+    replica: int = 0
+    config_hash: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerDescription:
+    """What a user asks for; the image's config fills in what is left out."""
+
+    image: str
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    name: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+    hostname: str | None = None
+    network: str = "none"
+    memory: int | None = None
+    memory_swap: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+    auto_remove: bool = False
+    read_only: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    stop_signal: str | None = None
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    tty: bool = False
+    interactive: bool = False
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
+    identity: Identity = Identity()
+
+    def annotations(self) -> dict[str, str]:
+        """What the runtime's record carries of us (see the module's docstring)."""
+        result = {ANNOTATION_RECORD_VERSION: str(RECORD_VERSION)}
+        if self.identity.project:
+            result[ANNOTATION_PROJECT] = self.identity.project
+            result[ANNOTATION_SERVICE] = self.identity.service
+            result[ANNOTATION_REPLICA] = str(self.identity.replica)
+            result[ANNOTATION_CONFIG_HASH] = self.identity.config_hash
+        for key, value in self.labels.items():
+            result[ANNOTATION_LABEL_PREFIX + key] = value
+        return result
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form (container.json's ``options``)."""
+        from dataclasses import asdict
+
+        record = asdict(self)
+        record["labels"] = dict(self.labels)
+        return record
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any]) -> ContainerDescription:
+        values = dict(raw)
+        for key in ("command", "entrypoint"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        for key in ("env", "cap_add", "cap_drop"):
+            values[key] = tuple(values.get(key) or ())
+        identity = values.get("identity")
+        values["identity"] = Identity(**identity) if isinstance(identity, dict) else Identity()
+        values["labels"] = dict(values.get("labels") or {})
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def labels_of(annotations: Mapping[str, str]) -> dict[str, str]:
+    """The user's labels back from a runtime record's annotations."""
+    return {
+        key.removeprefix(ANNOTATION_LABEL_PREFIX): value
+        for key, value in annotations.items()
+        if key.startswith(ANNOTATION_LABEL_PREFIX)
+    }
+
+
+def from_service(
+    project: str, service: Service, replica: int, name: str, image: str | None = None
+) -> ContainerDescription:
+    """The description of replica ``replica`` of a stack's ``service``, named ``name``.
+    ``image``: the image to run when the service is built (its own ``image`` otherwise).
+
+    Service keys that no part of a container can honour yet (networks, volumes, healthchecks,
+    ulimits...) are the supervisor's and its helpers' to apply; they are not dropped here by
+    accident, they are simply not a container's description."""
+    environment = tuple(
+        f"{key}={value}" if value is not None else key for key, value in service.environment.items()
+    )
+    resources = service.resources
+    memory_swap = resources.memswap_limit
+    stop_timeout = (
+        service.stop_grace_period_ns / 1e9
+        if service.stop_grace_period_ns is not None
+        else DEFAULT_STOP_TIMEOUT
+    )
+    return ContainerDescription(
+        image=image or service.image or "",
+        command=service.command,
+        entrypoint=service.entrypoint,
+        name=name,
+        env=environment,
+        user=service.user,
+        workdir=service.working_dir,
+        hostname=service.hostname,
+        network="none",
+        memory=resources.memory_limit,
+        memory_swap=memory_swap,
+        memory_reservation=resources.memory_reservation,
+        cpus=resources.cpus,
+        cpu_shares=resources.cpu_shares,
+        pids_limit=resources.pids_limit,
+        read_only=service.read_only,
+        cap_add=service.cap_add,
+        cap_drop=service.cap_drop,
+        no_new_privileges=service.no_new_privileges,
+        labels=dict(service.labels),
+        stop_signal=service.stop_signal,
+        stop_timeout=stop_timeout,
+        tty=service.tty,
+        interactive=service.stdin_open,
+        identity=Identity(project, service.name, replica, service.config_hash),
+    )
