@@ -45,7 +45,8 @@ def commit_container(
     message: str | None = None,
     author: str | None = None,
 ) -> Image:
-    from orchestrator.containers import Containers, _merge_env
+    from orchestrator.bundle import merge_env
+    from orchestrator.containers import Containers
     from runtime.image.store import ImageStore
 
     containers = Containers(root)
@@ -66,7 +67,7 @@ def commit_container(
             config.pop("Cmd", None)
     if options.command:
         config["Cmd"] = list(options.command)
-    config["Env"] = _merge_env(image.env, options.env)
+    config["Env"] = merge_env(image.env, options.env)
     if options.user is not None:
         config["User"] = options.user
     if options.workdir:
