@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runtime.image import ImageStore
-from runtime.image.registry import RegistryClient, pull, push
+from runtime.image.registry import RegistryClient
+from runtime.image.transfer import pull, push
 from tests.integration.registry.helpers import start_registry
 
 

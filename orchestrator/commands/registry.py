@@ -100,7 +100,7 @@ def _progress(quiet: bool) -> LineProgress:
 
 
 def pull_command(args: argparse.Namespace) -> int:
-    from runtime.image.registry import pull
+    from runtime.image.transfer import pull
 
     platform = _platform(args.platform) if args.platform else None
     progress = _progress(args.quiet)
@@ -131,7 +131,7 @@ def pull_command(args: argparse.Namespace) -> int:
 
 
 def push_command(args: argparse.Namespace) -> int:
-    from runtime.image.registry import push
+    from runtime.image.transfer import push
 
     progress = _progress(args.quiet)
     try:
@@ -155,7 +155,8 @@ def push_command(args: argparse.Namespace) -> int:
 def login_command(args: argparse.Namespace) -> int:
     from runtime.image.auth import normalize_registry
     from runtime.image.digest import parse_reference
-    from runtime.image.registry import RegistryClient, RegistryError
+    from runtime.image.registry import RegistryClient
+    from runtime.image.transport import RegistryError
 
     registry = normalize_registry(args.registry)
     parse_reference(f"{registry}/x")  # a valid host[:port], or a clear error

@@ -35,25 +35,23 @@ from runtime.image.digest import (
     validate_digest,
 )
 from runtime.image.extract import split_name
-from runtime.image.model import (
-    CONTAINERD_NAME_ANNOTATION,
-    INDEX_TYPES,
-    MANIFEST_TYPES,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    REF_NAME_ANNOTATION,
-    Image,
-    InvalidImage,
-)
-from runtime.image.store import (
+from runtime.image.manifests import (
     MAX_JSON,
-    LayerInfo,
     canonical_json,
     check_depth,
     config_diff_ids,
     host_architecture,
     loads_json,
     parse_manifest,
+)
+from runtime.image.model import (
+    CONTAINERD_NAME_ANNOTATION,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    REF_NAME_ANNOTATION,
+    Image,
+    InvalidImage,
 )
 from runtime.image.tarstream import (
     CHUNK,
@@ -334,25 +332,8 @@ def _import_docker(store: ImageStore, archive: _Archive, ref: str | None) -> lis
                 continue
             with archive.open(name) as f:
                 layers.append(store.ingest_layer(f, expected_diff_id=diff_id))
-        images.append(_record(store, config_bytes, layers, refs))
+        images.append(store.record_layers(config_bytes, layers, refs))
     return images
-
-
-def _record(
-    store: ImageStore, config_bytes: bytes, layers: list[LayerInfo], refs: list[str]
-) -> Image:
-    config_digest = store.put_bytes(config_bytes)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": len(config_bytes),
-        },
-        "layers": [{"mediaType": x.media_type, "digest": x.blob, "size": x.size} for x in layers],
-    }
-    return store.record_image(canonical_json(manifest), OCI_MANIFEST, refs)
 
 
 # -- OCI image layout -----------------------------------------------------------------------------

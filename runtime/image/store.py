@@ -19,30 +19,27 @@ Every change (an import, a tag, a removal) is a transaction: it holds the lock, 
 of the state and writes it once at the end. If anything fails, the blobs and layer directories
 it created are removed and the state file is untouched, so a failed import leaves nothing behind.
 
-Layer stacks: an image may have at most ``MAX_LAYERS`` (125, Docker's figure) layers so that a
-container's overlay (the lower layers plus its own upper layer) always mounts; a deeper image is
-refused at import with a message that says so, never discovered as a mount error later.
+What it is made of: ``layers`` reads a layer blob once (copy, verify, extract), ``manifests``
+checks and writes manifests and configs, ``leases`` keeps work in progress from ``rmi`` and
+``prune``, ``files`` writes durably, ``difftar`` turns an overlay upper directory into a layer
+tar, ``formats`` imports and saves archives.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import ctypes
-import errno
 import hashlib
-import io
 import json
 import os
 import re
 import secrets
 import shutil
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from runtime.errors import NotFound
 from runtime.filelock import exclusive
@@ -54,29 +51,35 @@ from runtime.image.digest import (
     parse_tagged,
     validate_digest,
 )
-from runtime.image.extract import LayerStats, extract, verify
+from runtime.image.extract import LayerStats
+from runtime.image.files import atomic_write, copy_hashed, syncfs
+from runtime.image.layers import LayerInfo, dir_name, media_type_of, read_layer
+from runtime.image.leases import Lease, held_digests
+from runtime.image.manifests import (
+    MAX_JSON,
+    MAX_LAYERS,
+    canonical_json,
+    check_depth,
+    config_diff_ids,
+    derived_config,
+    loads_json,
+    oci_manifest,
+    parse_manifest,
+    timestamp,
+    with_rootfs,
+)
 from runtime.image.model import (
-    CONFIG_TYPES,
     CONTAINERD_NAME_ANNOTATION,
-    DOCKER_CONFIG,
-    DOCKER_MANIFEST,
-    LAYER_TYPES,
-    OCI_CONFIG,
     OCI_INDEX,
-    OCI_LAYER,
-    OCI_LAYER_GZIP,
     OCI_MANIFEST,
     REF_NAME_ANNOTATION,
     Image,
     ImageInUse,
     InvalidImage,
 )
-from runtime.image.tarstream import CHUNK, GZIP_MAGIC, InvalidArchive, Limits, Source
+from runtime.image.tarstream import Limits
 
-MAX_LAYERS = 125
-MAX_JSON = 8 << 20  # manifests, configs, index.json, manifest.json
 STATE_VERSION = 1
-DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SHORT_HEX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{1,64})")
 
 
@@ -90,40 +93,8 @@ class _Txn:
     synced: bool = True
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    blob: str
-    diff_id: str
-    size: int  # bytes of the blob
-    media_type: str
-
-
 def _empty_state() -> dict[str, Any]:
     return {"version": STATE_VERSION, "images": {}, "refs": {}, "layers": {}, "blobs": {}}
-
-
-def canonical_json(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-
-
-def loads_json(data: bytes, what: str) -> Any:
-    if len(data) > MAX_JSON:
-        raise InvalidImage(f"{what} is larger than {MAX_JSON} bytes")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        raise InvalidImage(f"{what} is not valid JSON") from None
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def host_architecture() -> str:
-    machine = os.uname().machine
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
 
 
 class ImageStore:
@@ -159,32 +130,13 @@ class ImageStore:
         While the lease is active, every layer and blob this store object places is added to it
         before it appears; callers add what they rely on with ``lease.add``."""
         self._ensure()
-        directory = self.root / "leases"
-        directory.mkdir(exist_ok=True)
-        lease = Lease(directory / f"{os.getpid()}-{secrets.token_hex(4)}.json")
+        lease = Lease.create(self.root / "leases")
         previous, self.active_lease = self.active_lease, lease
         try:
             yield lease
         finally:
             self.active_lease = previous
             lease.release()
-
-    def _leased(self) -> set[str]:
-        """Digests held by leases of live processes; a dead process's lease is removed."""
-        held: set[str] = set()
-        directory = self.root / "leases"
-        if not directory.is_dir():
-            return held
-        for path in directory.glob("*.json"):
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if _process_started(record.get("pid")) == record.get("start"):
-                held |= set(record.get("items", []))
-            else:
-                path.unlink(missing_ok=True)
-        return held
 
     def _note(self, *digests: str) -> None:
         if self.active_lease is not None:
@@ -215,7 +167,7 @@ class ImageStore:
             (self.tmp_root, 0o700),
         ):
             d.mkdir(mode=mode, parents=True, exist_ok=True)
-        _atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
 
     # -- locking and state -----------------------------------------------------------------------
 
@@ -242,7 +194,7 @@ class ImageStore:
                 yield txn
                 if txn.state != before:
                     if not txn.synced and self._durable:
-                        _syncfs(self.root)
+                        syncfs(self.root)
                     self._write_state(txn.state)
                     for path in txn.removed_layers:
                         shutil.rmtree(path, ignore_errors=True)
@@ -274,10 +226,8 @@ class ImageStore:
         return txn.state if txn is not None else self._read_state()
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        _atomic_write(
-            self.root / "state.json", json.dumps(state, indent=1, sort_keys=True).encode()
-        )
-        _atomic_write(self.root / "index.json", canonical_json(self._oci_index(state)))
+        atomic_write(self.root / "state.json", json.dumps(state, indent=1, sort_keys=True).encode())
+        atomic_write(self.root / "index.json", canonical_json(self._oci_index(state)))
 
     def _oci_index(self, state: dict[str, Any]) -> dict[str, Any]:
         manifests = []
@@ -357,7 +307,7 @@ class ImageStore:
                 return expected_digest
         tmp = self._tmp_path("b")
         try:
-            digest, size = _copy_hashed(stream, tmp, expected_size, self.limits.max_bytes)
+            digest, size = copy_hashed(stream, tmp, expected_size, self.limits.max_bytes)
             if expected_size is not None and size != expected_size:
                 raise InvalidImage(
                     f"blob {expected_digest or digest} is {size} bytes, expected {expected_size}"
@@ -379,7 +329,7 @@ class ImageStore:
             return digest
         tmp = self._tmp_path("b")
         try:
-            _atomic_write(tmp, data, rename=False)
+            atomic_write(tmp, data, rename=False)
             self._place_blob(tmp, digest)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -431,60 +381,26 @@ class ImageStore:
         need_extract = expected_diff_id is None or expected_diff_id not in state["layers"]
         blob_tmp = self._tmp_path("b") if store_blob else None
         layer_tmp = self._tmp_path("x") if need_extract else None
-        tee = None
         try:
-            if blob_tmp is not None:
-                tee = open(blob_tmp, "xb")  # noqa: SIM115 - closed in finally
             if layer_tmp is not None:
                 layer_tmp.mkdir(mode=0o755)
-            try:
-                if expected_size is not None:
-                    stream = cast(BinaryIO, _Bounded(stream, expected_size))
-                src = Source(stream, self.limits, tee=tee, tee_mode="auto")
-                stats = (
-                    extract(src, layer_tmp, self.limits)
-                    if layer_tmp is not None
-                    else verify(src, self.limits)
-                )
-            except InvalidArchive as exc:
-                raise InvalidImage(
-                    f"layer {expected_blob or ''}: {exc}".replace(" : ", ": ")
-                ) from None
-            if tee is not None:
-                tee.flush()
-                if self._durable:
-                    os.fsync(tee.fileno())
-                tee.close()
-            blob = stats.digest if src.tee_decompressed else stats.raw_digest
-            size = stats.tar_size if src.tee_decompressed else src.raw_bytes
-            if expected_size is not None and src.raw_bytes != expected_size:
-                raise InvalidImage(
-                    f"layer {expected_blob or blob} is {src.raw_bytes} bytes, expected {expected_size}"
-                )
-            if expected_blob is not None and stats.raw_digest != expected_blob:
-                raise InvalidImage(
-                    f"layer blob does not match its digest {expected_blob} (got {stats.raw_digest})"
-                )
-            if expected_diff_id is not None and stats.digest != expected_diff_id:
-                raise InvalidImage(
-                    f"layer {expected_blob or blob} does not match its diff id {expected_diff_id} "
-                    f"(got {stats.digest})"
-                )
-            diff_id = stats.digest
-            if blob_tmp is not None:
-                self._place_blob(blob_tmp, blob)
-            if layer_tmp is not None and diff_id not in state["layers"]:
-                self._place_layer(txn, layer_tmp, diff_id, stats)
-            media_type = (
-                OCI_LAYER_GZIP
-                if src.compression == "gzip" and not src.tee_decompressed
-                else OCI_LAYER
+            layer, stats = read_layer(
+                stream,
+                self.limits,
+                blob_to=blob_tmp,
+                extract_to=layer_tmp,
+                expected_blob=expected_blob,
+                expected_diff_id=expected_diff_id,
+                expected_size=expected_size,
+                durable=self._durable,
             )
-            state["blobs"][blob] = diff_id
-            return LayerInfo(blob, diff_id, size, media_type)
+            if blob_tmp is not None:
+                self._place_blob(blob_tmp, layer.blob)
+            if layer_tmp is not None and layer.diff_id not in state["layers"]:
+                self._place_layer(txn, layer_tmp, layer.diff_id, stats)
+            state["blobs"][layer.blob] = layer.diff_id
+            return layer
         finally:
-            if tee is not None and not tee.closed:
-                tee.close()
             if blob_tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     blob_tmp.unlink()
@@ -494,10 +410,7 @@ class ImageStore:
     def _place_layer(self, txn: _Txn, tmp: Path, diff_id: str, stats: LayerStats) -> None:
         self._note(diff_id)
         state = txn.state
-        used = {rec["dir"] for rec in state["layers"].values()}
-        name = digest_hex(diff_id)[:12]
-        while name in used:
-            name = secrets.token_hex(6)
+        name = dir_name(diff_id, {rec["dir"] for rec in state["layers"].values()})
         target = self.layers_root / name
         if target.exists() or target.is_symlink():
             # Left by a crash between the rename and the state write: not in the state, so ours.
@@ -546,8 +459,7 @@ class ImageStore:
                 with self.open_blob(blob) as f:
                     head = f.read(4)
                     size = os.fstat(f.fileno()).st_size
-                media_type = OCI_LAYER_GZIP if head.startswith(GZIP_MAGIC) else OCI_LAYER
-                return LayerInfo(blob, diff_id, size, media_type)
+                return LayerInfo(blob, diff_id, size, media_type_of(head))
         return None
 
     def layer_size(self, diff_id: str) -> int:
@@ -615,7 +527,7 @@ class ImageStore:
             "manifest": manifest_digest,
             "media_type": media_type,
             "manifest_size": len(manifest),
-            "added": _now(),
+            "added": timestamp(),
         }
         for ref in refs:
             txn.state["refs"][ref] = image_id
@@ -755,7 +667,8 @@ class ImageStore:
     def _collect(self, txn: _Txn, in_use: set[str], *, sweep: bool = False) -> builtins.list[str]:
         """Schedule unreferenced blobs and layers for deletion once the state is written."""
         state = txn.state
-        leased = self._leased()  # work in progress elsewhere: a build's layers, a pull's blobs
+        # Work in progress elsewhere: a build's layers, a pull's blobs.
+        leased = held_digests(self.root / "leases")
         keep_blobs: set[str] = set(leased)
         keep_layers: set[str] = set(leased)
         for image_id, rec in state["images"].items():
@@ -786,7 +699,7 @@ class ImageStore:
                 if not _owner_alive(path.name):
                     txn.removed_layers.append(path)
             # The state may not change (nothing to forget) while files still go: force a write.
-            state["pruned"] = _now()
+            state["pruned"] = timestamp()
         else:
             txn.removed_blobs += self._unreferenced_blobs(state, keep_blobs)
         return out
@@ -803,7 +716,7 @@ class ImageStore:
             candidates |= {d["digest"] for d in manifest.get("layers", [])}
         return [self.blob_path(d) for d in sorted(candidates - keep)]
 
-    # -- formats --------------------------------------------------------------------------------
+    # -- archives and new images ------------------------------------------------------------------
 
     def import_path(self, path: Path, ref: str | None = None) -> Image:
         """Import a ``docker save`` archive, an OCI layout (directory or tar) or a rootfs tar."""
@@ -819,7 +732,7 @@ class ImageStore:
             layer = self.ingest_layer(f)
             return self.image_from_layers(
                 [layer],
-                history=[{"created": _now(), "created_by": f"import {Path(path).name}"}],
+                history=[{"created": timestamp(), "created_by": f"import {Path(path).name}"}],
                 refs=[parsed] if parsed else [],
             )
 
@@ -833,32 +746,17 @@ class ImageStore:
         base: dict[str, Any] | None = None,
     ) -> Image:
         """Write a config and an OCI manifest for ``layers`` (on top of ``base``'s config)."""
-        check_depth(len(layers))
-        config: dict[str, Any] = dict(base or {})
-        config.update(
-            {
-                "created": _now(),
-                "architecture": config.get("architecture") or host_architecture(),
-                "os": "linux",
-                "config": run_config
-                if run_config is not None
-                else config.get("config") or {"Env": [DEFAULT_PATH_ENV]},
-                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-                "history": list(config.get("history") or []) + history,
-            }
-        )
-        config_bytes = canonical_json(config)
-        config_digest = self.put_bytes(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-            "layers": [
-                {"mediaType": layer.media_type, "digest": layer.blob, "size": layer.size}
-                for layer in layers
-            ],
-        }
-        return self.record_image(canonical_json(manifest), OCI_MANIFEST, refs)
+        config = derived_config(layers, history, run_config, base)
+        return self.record_layers(canonical_json(config), layers, refs)
+
+    def record_layers(
+        self, config: bytes, layers: Sequence[LayerInfo], refs: Sequence[str]
+    ) -> Image:
+        """Store the image config ``config`` and an OCI manifest of it and ``layers``; record
+        the image under ``refs`` (canonical, already parsed). Inside a transaction."""
+        config_digest = self.put_bytes(config)
+        manifest = oci_manifest(config_digest, len(config), layers)
+        return self.record_image(manifest, OCI_MANIFEST, refs)
 
     def save(self, refs: Sequence[str], out: Path, format: str = "oci") -> None:
         """Write images as an OCI layout tar (``oci``) or a ``docker save`` tar (``docker``)."""
@@ -884,6 +782,8 @@ class ImageStore:
         ``.wh..wh..opq``; entries are sorted, so the same content gives the same diff id.
         ``exclude``: relative paths left out (mount points the runtime made, for example).
         """
+        from runtime.image.difftar import write_diff_tar  # tarfile: only for commits
+
         tmp = self._tmp_path("c")
         try:
             with open(tmp, "xb") as out:
@@ -916,7 +816,7 @@ class ImageStore:
             layers = self.image_layers(parent) if parent is not None else []
             layer = self.commit_diff(diff_dir, exclude)
             entry = dict(history or {"created_by": "commit"})
-            entry.setdefault("created", _now())
+            entry.setdefault("created", timestamp())
             if layer is None:
                 entry["empty_layer"] = True
             else:
@@ -943,87 +843,10 @@ class ImageStore:
     ) -> Image:
         """Record an image whose config is given whole (nothing added: no fresh timestamps), so
         the same config and layers always give the same image id."""
-        check_depth(len(layers))
-        config = dict(config)
-        config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
-        config_bytes = canonical_json(config)
+        config_bytes = canonical_json(with_rootfs(config, layers))
         parsed = [str(parse_tagged(r)) for r in refs]
         with self.transaction():
-            config_digest = self.put_bytes(config_bytes)
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {
-                    "mediaType": OCI_CONFIG,
-                    "digest": config_digest,
-                    "size": len(config_bytes),
-                },
-                "layers": [
-                    {"mediaType": layer.media_type, "digest": layer.blob, "size": layer.size}
-                    for layer in layers
-                ],
-            }
-            return self.record_image(canonical_json(manifest), OCI_MANIFEST, parsed)
-
-
-# -- manifest and config checks -------------------------------------------------------------------
-
-
-def parse_manifest(data: bytes) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    """(media type, config descriptor, layer descriptors) of an image manifest, every digest,
-    size and media type checked."""
-    manifest = loads_json(data, "manifest")
-    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
-        raise InvalidImage("not an image manifest (schemaVersion 2 expected)")
-    config = manifest.get("config")
-    layers = manifest.get("layers")
-    if not isinstance(config, dict) or not isinstance(layers, list):
-        raise InvalidImage("manifest has no config or no layers")
-    media_type = manifest.get("mediaType")
-    if media_type is None:
-        media_type = DOCKER_MANIFEST if config.get("mediaType") == DOCKER_CONFIG else OCI_MANIFEST
-    if media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
-        raise InvalidImage(f"unsupported manifest media type {media_type!r}")
-    _descriptor(config, CONFIG_TYPES, "config")
-    for layer in layers:
-        _descriptor(layer, LAYER_TYPES, "layer")
-    check_depth(len(layers))
-    return str(media_type), config, layers
-
-
-def _descriptor(desc: object, types: tuple[str, ...], what: str) -> None:
-    if not isinstance(desc, dict):
-        raise InvalidImage(f"manifest {what} descriptor is not an object")
-    validate_digest(desc.get("digest"))  # type: ignore[arg-type]
-    size = desc.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidImage(f"manifest {what} descriptor has an invalid size")
-    media = desc.get("mediaType")
-    if media not in types:
-        raise InvalidImage(f"unsupported {what} media type {media!r}")
-
-
-def config_diff_ids(config: dict[str, Any]) -> list[str]:
-    rootfs = config.get("rootfs")
-    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
-        raise InvalidImage("image config has no rootfs of type 'layers'")
-    diff_ids = rootfs.get("diff_ids")
-    if not isinstance(diff_ids, list):
-        raise InvalidImage("image config has no rootfs.diff_ids")
-    for d in diff_ids:
-        validate_digest(d)
-    os_name = config.get("os")
-    if os_name not in (None, "", "linux"):
-        raise InvalidImage(f"image is for {os_name!r}, not linux")
-    return list(diff_ids)
-
-
-def check_depth(n: int) -> None:
-    if n > MAX_LAYERS:
-        raise InvalidImage(
-            f"image has {n} layers; at most {MAX_LAYERS} can be stacked (overlayfs lower "
-            "directory limits): squash it into fewer layers first"
-        )
+            return self.record_layers(config_bytes, layers, parsed)
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -1036,95 +859,11 @@ def _familiar(ref: str) -> str:
         return ref
 
 
-class _Bounded(io.RawIOBase):
-    """Reads ``stream`` but refuses to go past ``limit`` bytes (a blob larger than declared)."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self._stream = stream
-        self._left = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        want = CHUNK if size is None or size < 0 else size
-        data = self._stream.read(min(want, self._left + 1))
-        if len(data) > self._left:
-            raise InvalidImage("blob is larger than its descriptor says")
-        self._left -= len(data)
-        return data
-
-
 def _open_input(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")
     except OSError as exc:
         raise InvalidImage(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _copy_hashed(
-    stream: BinaryIO, dest: Path, limit: int | None, max_bytes: int
-) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    cap = max_bytes if limit is None else limit
-    with open(dest, "xb") as out:
-        while True:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > cap:
-                raise InvalidImage(f"blob is larger than {cap} bytes")
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return "sha256:" + h.hexdigest(), size
-
-
-def _atomic_write(path: Path, data: bytes, *, rename: bool = True) -> None:
-    """Write ``path`` so that a crash leaves either the old or the new content."""
-    if not rename:
-        with open(path, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the filesystem holding ``path`` (the new layers) before the state names them."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            if err != errno.ENOSYS:
-                raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 def _owner_alive(name: str) -> bool:
@@ -1142,163 +881,3 @@ def _owner_alive(name: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# -- commit: writing an overlay upper directory as a layer tar (issue 4) --------------------------
-
-_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def write_diff_tar(diff_dir: Path, out: BinaryIO, exclude: Collection[str] = ()) -> int:
-    """Write the overlay upper directory ``diff_dir`` to ``out`` as an OCI layer tar.
-
-    Entries are in sorted order, parents first; real modes, owners, mtimes (whole seconds) and
-    xattrs are kept (overlayfs's own are dropped). A 0:0 character device (a whiteout) becomes
-    an empty ``.wh.NAME`` file, a directory with ``trusted.overlay.opaque=y`` gets a
-    ``.wh..wh..opq`` entry, hard links within the directory become link entries. Sockets are left
-    out (as Docker does); other device nodes are refused, since layers may not carry them.
-    ``exclude`` names relative paths (``etc/hosts``) to leave out. Returns the number of
-    entries written.
-    """
-    import stat
-    import tarfile
-
-    links: dict[tuple[int, int], str] = {}
-    count = 0
-    skip = {p.strip("/") for p in exclude}
-
-    def header(info: tarfile.TarInfo) -> None:
-        nonlocal count
-        info.uname = info.gname = ""
-        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        count += 1
-
-    def make(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.mtime = int(st.st_mtime)
-        return info
-
-    def xattrs(fd: int) -> dict[str, str]:
-        found: dict[str, str] = {}
-        try:
-            names = os.listxattr(fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                return found
-            raise
-        for key in sorted(names):
-            if key.startswith(_OVERLAY_XATTR_PREFIXES):
-                continue
-            found["SCHILY.xattr." + key] = os.getxattr(fd, key).decode("utf-8", "surrogateescape")
-        return found
-
-    def walk(dir_fd: int, prefix: str) -> None:
-        for name in sorted(os.listdir(dir_fd)):
-            path = prefix + name
-            if path in skip:
-                continue
-            st = os.lstat(name, dir_fd=dir_fd)
-            mode = st.st_mode
-            if stat.S_ISCHR(mode) and st.st_rdev == 0:
-                info = make(prefix + ".wh." + name, st, tarfile.REGTYPE)
-                header(info)
-            elif stat.S_ISDIR(mode):
-                fd = os.open(name, _DIR_OPEN, dir_fd=dir_fd)
-                try:
-                    info = make(path + "/", st, tarfile.DIRTYPE)
-                    info.pax_headers = xattrs(fd)
-                    header(info)
-                    try:
-                        opaque = os.getxattr(fd, "trusted.overlay.opaque") == b"y"
-                    except OSError:
-                        opaque = False
-                    if opaque:
-                        marker = make(path + "/.wh..wh..opq", st, tarfile.REGTYPE)
-                        marker.mode, marker.uid, marker.gid = 0, 0, 0
-                        header(marker)
-                    walk(fd, path + "/")
-                finally:
-                    os.close(fd)
-            elif stat.S_ISREG(mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in links:
-                    info = make(path, st, tarfile.LNKTYPE)
-                    info.linkname = links[key]
-                    header(info)
-                    continue
-                if st.st_nlink > 1:
-                    links[key] = path
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-                try:
-                    info = make(path, st, tarfile.REGTYPE)
-                    info.size = st.st_size
-                    info.pax_headers = xattrs(fd)
-                    header(info)
-                    left = st.st_size
-                    while left:
-                        chunk = os.read(fd, min(CHUNK, left))
-                        if not chunk:
-                            raise InvalidImage(f"{path} shrank while it was being committed")
-                        out.write(chunk)
-                        left -= len(chunk)
-                    out.write(b"\0" * (-st.st_size % 512))
-                finally:
-                    os.close(fd)
-            elif stat.S_ISLNK(mode):
-                info = make(path, st, tarfile.SYMTYPE)
-                info.linkname = os.readlink(name, dir_fd=dir_fd)
-                header(info)
-            elif stat.S_ISFIFO(mode):
-                header(make(path, st, tarfile.FIFOTYPE))
-            elif stat.S_ISSOCK(mode):
-                continue
-            else:
-                raise InvalidImage(f"/{path} is a device node: layers may not carry devices")
-
-    root = os.open(diff_dir, _DIR_OPEN)
-    try:
-        walk(root, "")
-    finally:
-        os.close(root)
-    out.write(b"\0" * 1024)
-    return count
-
-
-class Lease:
-    """A file under ``<images>/leases`` naming the digests a live process relies on."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.items: set[str] = set()
-        self._lock = threading.Lock()
-        self._write()
-
-    def add(self, *digests: str) -> None:
-        with self._lock:
-            new = set(digests) - self.items
-            if new:
-                self.items |= new
-                self._write()
-
-    def _write(self) -> None:
-        record = {
-            "pid": os.getpid(),
-            "start": _process_started(os.getpid()),
-            "items": sorted(self.items),
-        }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
-
-    def release(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def _process_started(pid: object) -> int | None:
-    from runtime.state import process_start_time
-
-    return process_start_time(pid) if isinstance(pid, int) and pid > 0 else None

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.imagebuild.trees import LayerTree
 from runtime.image import ImageStore
-from runtime.image.store import write_diff_tar
+from runtime.image.difftar import write_diff_tar
 from runtime.image.tarstream import Limits, Source, TarReader
 
 pytestmark = pytest.mark.root

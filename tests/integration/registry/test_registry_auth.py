@@ -15,7 +15,8 @@ import pytest
 from orchestrator.cli import main
 from runtime.image import ImageStore
 from runtime.image.auth import AUTH_FILE, ENV_VAR, Credentials
-from runtime.image.registry import AuthenticationError, RegistryClient, pull, push
+from runtime.image.registry import AuthenticationError, RegistryClient
+from runtime.image.transfer import pull, push
 from tests.integration.registry.conftest import PASSWORD, USER
 from tests.integration.registry.helpers import Proxy, ProxyConfig, Registry
 

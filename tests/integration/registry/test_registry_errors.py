@@ -16,11 +16,10 @@ from runtime.image.registry import (
     DigestMismatch,
     ManifestUnknown,
     RegistryClient,
-    Unreachable,
     UnsupportedMediaType,
-    pull,
-    push,
 )
+from runtime.image.transfer import pull, push
+from runtime.image.transport import Unreachable
 from tests.integration.registry.helpers import (
     Proxy,
     ProxyConfig,

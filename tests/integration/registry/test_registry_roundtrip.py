@@ -16,7 +16,8 @@ import pytest
 from orchestrator.cli import main
 from runtime.image import ImageStore
 from runtime.image.model import DOCKER_MANIFEST, OCI_INDEX
-from runtime.image.registry import RegistryClient, host_platform, pull, push
+from runtime.image.registry import RegistryClient
+from runtime.image.transfer import host_platform, pull, push
 from tests.image_fixtures import file, image_config, oci_layout, sha256, tar_bytes
 from tests.integration.registry.helpers import Registry
 

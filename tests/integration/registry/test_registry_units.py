@@ -11,7 +11,9 @@ import pytest
 
 from runtime.image.auth import AUTH_FILE, ENV_VAR, AuthFileError, Credentials
 from runtime.image.digest import parse_reference
-from runtime.image.registry import Origin, parse_challenge, registry_origin, select_platform
+from runtime.image.registry import parse_challenge, registry_origin
+from runtime.image.transfer import select_platform
+from runtime.image.transport import Origin
 
 
 def test_reference_normalisation_needs_no_network() -> None:
