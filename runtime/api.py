@@ -26,7 +26,8 @@ from typing import Any
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
 from runtime.logs import timestamp
-from runtime.monitor import LaunchOptions, spawn, wait_exit
+from runtime.monitor import LaunchOptions, spawn
+from runtime.monitor_client import wait_exit
 from runtime.spec import ContainerConfig, load_bundle
 
 
@@ -209,38 +210,32 @@ class Runtime:
     def attach(self, container_id: str, rows: int = 24, columns: int = 80) -> Any:
         """A socket joined to the container's terminal: what it reads is the terminal's output,
         what it sends is typed in. It closes when the container ends."""
-        from runtime.monitor import connect_waiter
+        from runtime import monitor_client, protocol
 
-        sock = connect_waiter(self.state(container_id).directory)
+        words = protocol.ATTACH + f" {rows} {columns}".encode()
+        try:
+            sock = monitor_client.command(self.state(container_id).directory, words, True)
+        except Error:
+            sock = None
         if sock is None:
-            raise StateError(container_id, "stopped", "attach to")
-        sock.sendall(f"attach {rows} {columns}\n".encode())
-        # The monitor's answer: from now on no output is lost to us (start may follow).
-        answer = b""
-        while not answer.endswith(b"\n"):
-            chunk = sock.recv(1)
-            if not chunk:
-                sock.close()
-                raise Error(f"container {container_id} has no terminal to attach to, or it ended")
-            answer += chunk
+            raise Error(f"container {container_id} has no terminal to attach to, or it ended")
         return sock
 
     def feed_stdin(self, container_id: str) -> Any:
         """A socket whose bytes become the container's stdin (created with ``stdin=True``);
         shutting its writing side down ends the container's input."""
-        from runtime.monitor import connect_waiter
+        from runtime import monitor_client, protocol
 
-        sock = connect_waiter(self.state(container_id).directory)
+        sock = monitor_client.command(self.state(container_id).directory, protocol.STDIN)
         if sock is None:
             raise StateError(container_id, "stopped", "send input to")
-        sock.sendall(b"stdin\n")
         return sock
 
     def connect_waiter(self, container_id: str) -> Any:
         """A socket that receives the exit record (one JSON line) when the container ends."""
-        from runtime.monitor import connect_waiter
+        from runtime import monitor_client
 
-        return connect_waiter(self.state(container_id).directory)
+        return monitor_client.connect(self.state(container_id).directory)
 
     def kill_all(self, container_id: str, sig: int = signal.SIGTERM) -> None:
         """Signal every process in the container's cgroup (``kill --all``)."""
@@ -384,11 +379,8 @@ class Runtime:
 
     def _cleanup_orphan(self, current: st.ContainerState) -> None:
         """The monitor died without recording an exit: remove what it would have."""
-        cgroup = self._cgroup(current.id)
         try:
-            if cgroup.exists():
-                cgroup.kill_all(signal.SIGKILL)
-                cgroup.destroy()
+            self._cgroup(current.id).remove()
         except Exception as exc:
             raise Error(f"container {current.id}: cannot remove its cgroup: {exc}") from None
 

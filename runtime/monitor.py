@@ -17,7 +17,6 @@ One module on purpose: split in two (start, watch), each monitor cost 35 KiB mor
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (the C module: see become_monitor)
-import errno
 import gc
 import json
 import os
@@ -37,11 +36,12 @@ from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import AlreadyExists, SetupError
 from runtime.linux import syscalls as sc
 from runtime.logs import LogWriter, timestamp
+from runtime.protocol import ATTACH, ATTACHED, MONITOR_SOCKET, STDIN
 from runtime.spec import ContainerConfig
 from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
 
-SOCKET_NAME = "monitor.sock"
+SOCKET_NAME = MONITOR_SOCKET
 EXITED_DIR = ".exited"  # exit records of removed (--rm) containers, in the runtime root
 
 
@@ -506,10 +506,7 @@ class _CgroupHandle:
 
     def remove_all(self) -> None:
         try:
-            manager = self.manager()
-            if manager.exists():
-                manager.kill_all(signal.SIGKILL)
-                manager.destroy()
+            self.manager().remove()
         except Exception:
             pass
 
@@ -776,14 +773,14 @@ def _watch(
         if fd not in attached and fd not in feeders:
             line, _, data = data.partition(b"\n")
             words = line.split()
-            if words and words[0] == b"stdin" and stdin_state["fd"] is not None:
+            if words and words[0] == STDIN and stdin_state["fd"] is not None:
                 feeders.add(fd)
-            elif console is not None and words and words[0] == b"attach":
+            elif console is not None and words and words[0] == ATTACH:
                 attached.add(fd)
                 if len(words) == 3 and words[1].isdigit() and words[2].isdigit():
                     _set_window(console, int(words[1]), int(words[2]))
                 try:  # from here on it gets all output: the client may start the container
-                    clients[fd].sendall(b"attached\n")
+                    clients[fd].sendall(ATTACHED)
                 except OSError:
                     drop(fd)
                     return
@@ -974,60 +971,3 @@ def _destroy_quietly(cgroup: Any) -> None:
         cgroup.destroy()
     except Exception:
         pass
-
-
-def connect_waiter(directory: Path) -> socket.socket | None:
-    """A connection on which the monitor writes the exit record, then closes; None when the
-    monitor is already gone. Connect before ``start`` to hear of even the quickest exit."""
-    try:
-        dirfd, address = socket_address(directory)
-    except FileNotFoundError:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(address)
-    except OSError:
-        sock.close()
-        return None
-    finally:
-        os.close(dirfd)
-    return sock
-
-
-def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] | None:
-    """Block until the container in ``directory`` has ended; its exit record, or None on timeout."""
-    from runtime.state import read_json
-
-    exit_path = directory / "exit.json"
-    if exit_path.exists():
-        return dict(read_json(exit_path))
-    try:
-        dirfd, address = socket_address(directory)
-    except FileNotFoundError:
-        return None  # removed (--rm) by the monitor as it finished
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    received = b""
-    try:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(address)
-            while chunk := sock.recv(4096):
-                received += chunk
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass  # the monitor is gone; exit.json (or its absence) says the rest
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
-                raise
-    finally:
-        sock.close()
-        os.close(dirfd)
-    if received.endswith(b"\n"):
-        import json
-
-        return dict(json.loads(received))
-    try:
-        return dict(read_json(exit_path))
-    except FileNotFoundError:
-        return None

@@ -282,8 +282,11 @@ def _premade_init(
         container_id, source, directory, options = parse_request(request)
         config = source() if callable(source) else source
         reason = unfit(config, options, shape)
-        if not reason and not _rename(pool.unique_dirs(), container_id):
-            reason = "a cgroup of that name exists"
+        if not reason:
+            try:
+                pool.rename(container_id)  # moves no process: waits for no grace period
+            except SetupError:
+                reason = "a cgroup of that name exists"
         if reason:
             to_monitor.send(fallback=reason, request=request.decode(), fds=(report.fd,))
             os._exit(0)
@@ -366,26 +369,6 @@ def unfit(config: ContainerConfig, options: LaunchOptions, shape: _Shape) -> str
     return None
 
 
-def _rename(dirs: list[str], name: str) -> bool:
-    """Rename the pool's cgroup directories to ``name`` (all, or none when one is taken)."""
-    done: list[tuple[str, str]] = []
-    try:
-        for old in dirs:
-            new = f"{os.path.dirname(old)}/{name}"
-            os.rename(old, new)
-            done.append((old, new))
-    except OSError:
-        for old, new in reversed(done):
-            with contextlib.suppress(OSError):
-                os.rename(new, old)
-        return False
-    return bool(dirs)
-
-
 def _destroy(manager: Any) -> None:
-    try:
-        if manager.exists():
-            manager.kill_all(signal.SIGKILL)
-            manager.destroy()
-    except Exception:
-        pass
+    with contextlib.suppress(Exception):
+        manager.remove()

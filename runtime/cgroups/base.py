@@ -97,6 +97,13 @@ class Manager(abc.ABC):
         """Rename the cgroup in place (v1 only; the v2 hierarchy forbids it)."""
         raise SetupError("this cgroup hierarchy cannot rename a cgroup")
 
+    def remove(self) -> None:
+        """Kill whatever is left in the cgroup and remove it; nothing to do when it is gone.
+        (What a monitor does at the end, and whoever cleans up after a monitor that died.)"""
+        if self.exists():
+            self.kill_all(_signal.SIGKILL)
+            self.destroy()
+
     @abc.abstractmethod
     def destroy(self) -> None:
         """Remove the cgroup directories (the parent stays).
