@@ -248,7 +248,7 @@ class Containers:
             "image_id": container.record.get("image_id"),
             "command": _display_command(container),
             "created": container.record.get("created"),
-            "state": "created",
+            "state": "created" if container.complete else "creating",
             "pid": 0,
             "exit_code": None,
             "oom_killed": False,

@@ -7,7 +7,9 @@ Layout, in the order data flows:
 - ``schema``       validation against ``schemas/stack.schema.json``, one error in plain words
 - ``merge``        several ``-f`` files, and ``extends``
 - ``units``        strict parsers: sizes, durations, ports, restart policies, names
-- ``build``        validated tree -> frozen model (``model``)
+- ``convert``      validated tree -> frozen model (``model``), split by group of keys into
+                   ``networking``, ``mounts``, ``fileobjects``, ``deploy``, ``healthcheck``,
+                   which share ``context``
 - ``graph``        dependency graph: start layers, stop order, cycles
 - ``normalize``    model -> the normalised dict ``orchestrator config`` prints; config hashes
 - ``loader``       ``load_stack``, which runs all of the above

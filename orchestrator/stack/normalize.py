@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from orchestrator.durations import format_duration
 from orchestrator.stack.model import (
     FileObject,
     FileRef,
@@ -26,7 +27,6 @@ from orchestrator.stack.model import (
     Stack,
     Volume,
 )
-from orchestrator.stack.units import format_duration
 
 # Settings that do not change a running container: changing them never recreates it.
 HASH_EXCLUDED = ("build", "profiles", "depends_on", "deploy.replicas")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import signal
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -82,78 +82,27 @@ def format_size(n: int) -> str:
 
 # -- durations -------------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-
 
 def parse_duration(value: Any, what: str = "duration") -> int:
     """Nanoseconds from a Go-style duration: ``"1m30s"``, ``"1.5s"``, ``"250ms"``, ``"1h"``.
 
-    A bare ``0`` is allowed; any other bare number is refused (it has no unit)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return 0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise UnitError(f"{what} {value!r} needs a unit, such as '{value}s'")
-    text = _text(value, what)
-    if text.startswith("-"):
-        raise UnitError(f"{what} cannot be negative")
-    if text == "0":
-        return 0
-    pos = 0
-    total = Decimal(0)
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if not m or m.group(1) in ("", "."):
-            raise UnitError(
-                f"{what} {text!r} is not a duration: use numbers with h, m, s, ms, us or ns "
-                "(such as '1m30s')"
-            )
-        try:
-            total += Decimal(m.group(1)) * _DURATION_NS[m.group(2)]
-        except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-            raise UnitError(f"{what} {text!r} is not a duration") from None
-        pos = m.end()
-    if not text:
-        raise UnitError(f"{what} is empty")
-    result = int(total)
-    if result > INT64_MAX:
-        raise UnitError(f"{what} {text!r} is too long (at most about 292 years)")
-    return result
+    A bare ``0`` is allowed; any other bare number is refused (it has no unit). The grammar is
+    :func:`orchestrator.durations.parse_duration`'s, shared with Dockerfile ``HEALTHCHECK``."""
+    # Imported here: `orchestrator run` loads this module for sizes and CPUs, not durations.
+    from orchestrator.durations import DurationError
+    from orchestrator.durations import parse_duration as parse
+
+    try:
+        return parse(value, what)
+    except DurationError as exc:
+        raise UnitError(exc.message) from None
 
 
 def format_duration(ns: int) -> str:
-    """Go's spelling of a duration: ``90_000_000_000`` -> ``"1m30s"``, ``1_500_000`` -> ``"1.5ms"``."""
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return _fraction(ns, size) + unit
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    seconds = _fraction(rest, 1_000_000_000) + "s"
-    if hours:
-        return f"{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{minutes}m{seconds}"
-    return seconds
+    """Go's spelling of a duration: ``90_000_000_000`` -> ``"1m30s"``."""
+    from orchestrator.durations import format_duration as spell
 
-
-def _fraction(n: int, size: int) -> str:
-    whole, frac = divmod(n, size)
-    if not frac:
-        return str(whole)
-    digits = len(str(size)) - 1
-    return f"{whole}.{str(frac).zfill(digits).rstrip('0')}"
+    return spell(ns)
 
 
 # -- cpus and plain numbers ------------------------------------------------------------------------
