@@ -8,11 +8,9 @@ step's layer. Its output goes to the build's output, prefixed with the step numb
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import select
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +25,8 @@ from runtime.image.manifests import DEFAULT_PATH_ENV
 from runtime.logs import Tail
 
 RUN_MOUNTPOINTS = ("/proc", "/dev", "/sys", "/sys/fs/cgroup")
+# Files the runtime mounts over; made in the upper directory when the image lacks them.
+RUN_MOUNTED_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 
 
 class RunStep(StepBase):
@@ -71,6 +71,7 @@ class RunStep(StepBase):
         lowers = self._layer_dirs(state)
         lower_tree = LayerTree(lowers)
         missing = [m for m in RUN_MOUNTPOINTS if lower_tree.lstat(m.lstrip("/")) is None]
+        missing_files = [f for f in RUN_MOUNTED_FILES if lower_tree.lstat(f.lstrip("/")) is None]
         env = [str(e) for e in rc.get("Env") or []]
         env += [f"{k}={v}" for k, v in build_env.items()]
         if not any(e.startswith("PATH=") for e in env):
@@ -87,6 +88,13 @@ class RunStep(StepBase):
         if code != 0:
             raise self._error(inst, f"exited with code {code}")
         # The runtime made these mount points in the upper directory: not the command's doing.
+        for mounted in missing_files:
+            path = bundle.upper / mounted.lstrip("/")
+            try:
+                if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                    path.unlink()
+            except OSError:
+                pass
         for mountpoint in sorted(missing, key=len, reverse=True):
             path = bundle.upper / mountpoint.lstrip("/")
             try:
@@ -107,7 +115,7 @@ class RunStep(StepBase):
 
     def _execute(self, inst: Instruction, bundle: Path, log: Path) -> int:
         """Run the step's container to its end, streaming its output; its exit code."""
-        from runtime.monitor import socket_address
+        from runtime import monitor_client
 
         rt = self.runtime
         cid = f"build-{secrets.token_hex(8)}"
@@ -120,22 +128,18 @@ class RunStep(StepBase):
             except RuntimeError_ as exc:
                 raise self._error(inst, f"cannot start: {exc}") from None
             launched = True
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            sock = monitor_client.connect(current.directory)  # None: gone, wait() reads its record
             try:
-                dirfd, address = socket_address(current.directory)
-                try:
-                    sock.connect(address)
-                finally:
-                    os.close(dirfd)
-                while True:
+                while sock is not None:
                     ready, _, _ = select.select([sock], [], [], 0.05)
                     tail.pump()
                     if ready and not sock.recv(4096):
                         break
             except OSError:
-                pass  # the monitor is already gone: wait() reads its record
+                pass
             finally:
-                sock.close()
+                if sock is not None:
+                    sock.close()
             result = rt.wait(cid) or {}
             tail.pump()
             tail.flush()
@@ -164,32 +168,30 @@ def build_run_bundle(
 ) -> RunBundle:
     """Write, under the empty directory ``box``, the OCI bundle of a RUN step's container: ``args``
     run as ``user`` (the image's USER, or root when empty) in ``cwd`` with ``env``, host name
-    ``buildbox``, on an overlay of ``lowers`` (lowest first) and a new upper directory."""
-    from runtime.spec import (
-        ANNOTATION_LOWERDIRS,
-        ANNOTATION_UPPERDIR,
-        ANNOTATION_USER,
-        ANNOTATION_WORKDIR,
-    )
-    from runtime.specgen import default_spec
+    ``buildbox``, no network, on an overlay of ``lowers`` (lowest first) and a new upper
+    directory. The bundle comes from the same builder as every other container's."""
+    from orchestrator.bundle import RootFilesystem, build_spec
+    from orchestrator.description import ContainerDescription
 
     upper, work, bundle = box / "upper", box / "work", box / "bundle"
     for d in (upper, work, bundle / "rootfs"):
         d.mkdir(parents=True)
-    lower_dirs = [str(p) for p in lowers]
+    lower_dirs = tuple(str(p) for p in lowers)
     if not lower_dirs:  # FROM scratch: overlayfs needs a lower directory all the same
         (box / "empty").mkdir()
-        lower_dirs = [str(box / "empty")]
-    spec = default_spec(args, env=env, cwd=cwd, hostname="buildbox")
-    if user:
-        spec["annotations"][ANNOTATION_USER] = user
-    spec["annotations"].update(
-        {
-            ANNOTATION_LOWERDIRS: json.dumps(lower_dirs),
-            ANNOTATION_UPPERDIR: str(upper),
-            ANNOTATION_WORKDIR: str(work),
-        }
+        lower_dirs = (str(box / "empty"),)
+    step = ContainerDescription(
+        image="",
+        command=tuple(args),
+        entrypoint=(),
+        env=tuple(env),
+        user=user,
+        workdir=cwd,
+        hostname="buildbox",
+        network="none",
     )
+    rootfs = RootFilesystem(lower_dirs, str(upper), str(work))
+    spec = build_spec(f"build-{box.name}", "build", box, step, None, rootfs)
     (bundle / "config.json").write_text(json.dumps(spec))
     return RunBundle(bundle, upper, work)
 
