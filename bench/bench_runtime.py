@@ -215,6 +215,15 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
+def report_memory(work: Path, lower: Path, monitors: int, spacing: float) -> None:
+    pss = bench_monitor_memory(work, lower, monitors, spacing)
+    median = statistics.median(pss)
+    print(
+        f"monitor memory, {len(pss)} running containers: median PSS {median / 1024:.2f} MiB"
+        f" = {median * 1024 / 1e6:.2f} MB (max {max(pss) / 1024:.2f} MiB)"
+    )
+
+
 def main() -> None:
     global GAP
     parser = argparse.ArgumentParser()
@@ -233,6 +242,9 @@ def main() -> None:
     parser.add_argument(
         "--monitor-spacing", type=float, default=0.15, help="seconds between the memory launches"
     )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="measure only the monitors' memory"
+    )
     args = parser.parse_args()
     GAP = args.gap
     if os.geteuid() != 0:
@@ -241,6 +253,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="orc-bench-"))
     try:
         lower = make_rootfs(work / "lower")
+        if args.memory_only:
+            report_memory(work, lower, args.monitors, args.monitor_spacing)
+            return
         samples: dict[str, list[float]] = {}
         per_block = max(1, args.runs // args.blocks)
         peers = [tool for tool in ("crun", "runc") if shutil.which(tool)]
@@ -279,12 +294,7 @@ def main() -> None:
                     if name.startswith("ours")
                 )
                 print(f"  ours / {tool}: {ratios}")
-        pss = bench_monitor_memory(work, lower, args.monitors, args.monitor_spacing)
-        median = statistics.median(pss)
-        print(
-            f"monitor memory, {len(pss)} running containers: median PSS {median / 1024:.2f} MiB"
-            f" = {median * 1024 / 1e6:.2f} MB (max {max(pss) / 1024:.2f} MiB)"
-        )
+        report_memory(work, lower, args.monitors, args.monitor_spacing)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
