@@ -302,8 +302,9 @@ def _premade_init(
         record = monitor.state_record(
             container_id, config, options, pid, named, starts, monitor_pid=monitor_pid
         )
-        write_json_atomic(directory / "state.json", record)
+        # Listening before the state is written: whoever finds the container finds its monitor.
         listener = monitor._listen(directory)
+        write_json_atomic(directory / "state.json", record)
         fifo = str(directory / "exec.fifo") if options.create_only else None
         ready = init.prepare(config, fifo, lambda: None, premounted)
         # Ready: the monitor watches from now on, then the client hears of us.
