@@ -12,7 +12,9 @@ from orchestrator.commands import COMMAND_MODULES
 from orchestrator.errors import UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stack_verbs: bool = False) -> argparse.ArgumentParser:
+    """The command line; with ``stack_verbs``, the stack's own ``ps``, ``logs``, ``stop``,
+    ``start`` and ``restart`` replace the single-container ones (``-f``/``-p`` given)."""
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description="Run Compose-style stacks on an embedded container runtime.",
@@ -32,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--project-name", dest="project_name", help="project name")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if stack_verbs:
+        from orchestrator.commands import stack
+
+        stack.add_parsers(sub, shared=True)
+        return parser
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(stack_verbs=_stack_mode(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -67,6 +75,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``orchestrator logs | head``): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+_GLOBAL_WITH_VALUE = ("--root", "-f", "--file", "-p", "--project-name")
+_SHARED_VERBS = ("ps", "logs", "stop", "start", "restart")
+
+
+def _stack_mode(argv: list[str]) -> bool:
+    """Whether the command is a stack's version of a container verb: ``-f`` or ``-p`` given
+    before it (as Compose's ``docker compose -f x ps`` against Docker's ``docker ps``)."""
+    stacked = False
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in _GLOBAL_WITH_VALUE:
+            stacked = stacked or word != "--root"
+            i += 2
+            continue
+        if word.startswith(("--file=", "--project-name=")) or (
+            word[:2] in ("-f", "-p") and len(word) > 2
+        ):
+            stacked = True
+        elif not word.startswith("-"):
+            return stacked and word in _SHARED_VERBS
+        i += 1
+    return False
 
 
 def _runtime_error() -> type[Exception]:

@@ -12,4 +12,6 @@ COMMAND_MODULES = (
     "orchestrator.commands.images",
     "orchestrator.commands.registry",
     "orchestrator.commands.imagebuild",
+    "orchestrator.commands.networks",
+    "orchestrator.commands.stack",
 )

@@ -1,0 +1,667 @@
+"""The supervisor process: one per state root, holding ``supervisor.lock``.
+
+At start it adopts what already runs: every container of a known project gets its watch back
+(through its monitor, so nothing running is restarted), and the restart policy is applied to
+those that ended while no supervisor was there (their monitors recorded the exits). Then it
+serves the API. Reconciling a project (``up``) is level-triggered: load the stack, observe,
+plan, execute; never two at once for one project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from orchestrator.containers import Container, Containers
+from orchestrator.errors import UserError
+from orchestrator.paths import images_dir, runtime_dir
+from orchestrator.stack.graph import DependencyGraph
+from orchestrator.stack.model import RestartPolicy, Stack
+from orchestrator.supervisor import health
+from orchestrator.supervisor.execute import ExecutionError, Outcome, execute
+from orchestrator.supervisor.observe import identity, observe, project_containers
+from orchestrator.supervisor.plan import Operation, Plan, PlanOptions, make_plan
+from orchestrator.supervisor.store import ProjectSpec, Store
+from orchestrator.supervisor.watch import Watch
+from runtime.client import ExitStatus, LocalRuntime
+from runtime.errors import NotFound
+
+LOCK_NAME = "supervisor.lock"
+SOCKET_NAME = "supervisor.sock"
+DB_NAME = "supervisor.db"
+# Restart a container that turns unhealthy (a service extension; Docker never does).
+UNHEALTHY_RESTART_KEY = "x-restart-on-unhealthy"
+
+T = TypeVar("T")
+
+
+class AlreadyRunning(UserError):
+    pass
+
+
+@dataclass
+class Event:
+    time: float
+    project: str
+    service: str
+    container: str
+    action: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "project": self.project,
+            "service": self.service,
+            "container": self.container,
+            "action": self.action,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class EventLog:
+    """The latest events, and live subscribers (``events``, ``up``'s progress)."""
+
+    recent: list[Event] = field(default_factory=list)
+    subscribers: list[trio.MemorySendChannel[Event]] = field(default_factory=list)
+
+    def publish(self, event: Event) -> None:
+        self.recent = [*self.recent[-999:], event]
+        for channel in list(self.subscribers):
+            try:
+                channel.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.subscribers.remove(channel)  # a reader that cannot keep up is dropped
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
+        send, receive = trio.open_memory_channel[Event](1000)
+        self.subscribers.append(send)
+        try:
+            yield receive
+        finally:
+            if send in self.subscribers:
+                self.subscribers.remove(send)
+            await send.aclose()
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    services: tuple[str, ...] = ()
+    no_deps: bool = False
+    force_recreate: bool = False
+    no_recreate: bool = False
+    no_start: bool = False
+    remove_orphans: bool = False
+    wait: bool = False
+    timeout: float = 120.0
+    build: bool = False
+
+
+class Supervisor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.containers = Containers(root)
+        self.store = Store(root / DB_NAME)
+        self.client = LocalRuntime(runtime_dir(root))
+        self.watches: dict[str, Watch] = {}
+        self.health: dict[str, str] = {}
+        self.events = EventLog()
+        self._project_locks: dict[str, trio.Lock] = {}
+        self._changed = trio.Condition()
+        self._nursery: trio.Nursery | None = None
+
+    # -- the process ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from orchestrator.supervisor.api import serve
+
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self.adopt()
+            await nursery.start(serve, self, self.root / SOCKET_NAME)
+            task_status.started()
+
+    def stop_serving(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def adopt(self) -> None:
+        """Take over what runs (and what ended meanwhile) for every known project."""
+        boot = _boot_id()
+        if self.store.get_meta("boot_id") not in (None, boot):
+            # After a reboot no process of ours lives: nothing is believed running (the
+            # runtime checks pids by start time), and every restart history starts over.
+            for spec in self.store.projects():
+                for row_container in project_containers(self.containers, spec.name):
+                    self.store.forget_container(row_container.id)
+        self.store.set_meta("boot_id", boot)
+        for spec in self.store.projects():
+            try:
+                stack = await self.load(spec)
+            except Exception as exc:
+                self._log(f"project {spec.name}: cannot load its stack: {exc}")
+                continue
+            for container in await self.thread(project_containers, self.containers, spec.name):
+                ident = identity(container)
+                service = stack.services.get(str(ident.get("service")))
+                if service is None:
+                    continue
+                status = await self.thread(self.containers.status, container)
+                row = self.store.container(container.id)
+                if status["state"] in ("running", "paused"):
+                    await self.watch(stack, container)
+                elif status["state"] == "exited" and not (row and row.manual_stop):
+                    await self.record_exit(
+                        container, ExitStatus.from_record(status) if status else None
+                    )
+                    if _restarts_after_exit(service.restart, status.get("exit_code")):
+                        await self.start_container(stack, container)
+                        await self.count_restart(container)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(lambda: fn(*args))
+
+    def _log(self, text: str) -> None:
+        print(f"supervisor: {text}", file=sys.stderr, flush=True)
+
+    async def emit(self, container: Container, action: str, detail: str = "") -> None:
+        ident = identity(container)
+        self.events.publish(
+            Event(
+                time.time(),
+                str(ident.get("project") or ""),
+                str(ident.get("service") or ""),
+                container.name,
+                action,
+                detail,
+            )
+        )
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def set_health(self, container: Container, status: str) -> None:
+        self.health[container.id] = status
+        await self.thread(self.store.set_health, container.id, status)
+        await self.emit(container, f"health_status: {status}")
+
+    async def count_restart(self, container: Container) -> None:
+        def bump() -> None:
+            row = self.store.container(container.id)
+            if row is not None:
+                row.restart_count += 1
+                self.store.update_container(row)
+
+        await self.thread(bump)
+        await self.emit(container, "restart")
+
+    async def record_exit(self, container: Container, status: ExitStatus | None) -> None:
+        if status is None:
+            return
+
+        def record() -> None:
+            row = self.store.container(container.id)
+            if row is not None:
+                row.last_exit = status.exit_code
+                row.runs.append({"exit_code": status.exit_code, "finished": status.finished})
+                self.store.update_container(row)
+
+        await self.thread(record)
+
+    def project_lock(self, name: str) -> trio.Lock:
+        return self._project_locks.setdefault(name, trio.Lock())
+
+    async def load(self, spec: ProjectSpec) -> Stack:
+        from orchestrator.stack import load_stack
+
+        return await self.thread(
+            lambda: load_stack(
+                list(spec.files),
+                project_name=spec.name,
+                environ=spec.environ,
+                profiles=list(spec.profiles) or None,
+                cwd=spec.workdir,
+            )
+        )
+
+    # -- containers ----------------------------------------------------------------------------
+
+    async def watch(self, stack: Stack, container: Container) -> None:
+        """Give the running ``container`` its watch (once)."""
+        if container.id in self.watches and not self.watches[container.id].done.is_set():
+            return
+        service = stack.services[str(identity(container).get("service"))]
+        image_check = await self.thread(self._image_healthcheck, container)
+        check = health.resolve(service.healthcheck, image_check)
+        watch = Watch(
+            self,
+            container,
+            service.restart,
+            check,
+            bool(service.extensions.get(UNHEALTHY_RESTART_KEY)),
+        )
+        self.watches[container.id] = watch
+        if check is None:
+            self.health.pop(container.id, None)
+        assert self._nursery is not None
+        await self._nursery.start(watch.run)
+
+    def _image_healthcheck(self, container: Container) -> Mapping[str, Any] | None:
+        from runtime.image.store import ImageStore
+
+        try:
+            image = ImageStore(images_dir(self.root)).resolve(str(container.record.get("image_id")))
+        except Exception:
+            return None
+        return image.healthcheck
+
+    async def start_container(self, stack: Stack, container: Container) -> None:
+        await self.thread(self.store.set_manual_stop, container.id, False)
+        await self.thread(self.containers.start, container)
+        await self.emit(container, "start")
+        await self.watch(stack, container)
+
+    async def stop_container(self, container: Container, timeout: float | None = None) -> None:
+        """A stop by hand: the restart policy does not bring it back."""
+        await self.thread(self.store.set_manual_stop, container.id, True)
+        if timeout is None:
+            timeout = container.options.stop_timeout
+        watch = self.watches.get(container.id)
+        if watch is not None and not watch.done.is_set():
+            await watch.stop(timeout)
+        else:
+            await self.thread(self.containers.stop, container, timeout)
+        await self.emit(container, "stop")
+
+    async def remove_container(self, container: Container, timeout: float | None = None) -> None:
+        await self.stop_container(container, timeout)
+        await self.thread(self.containers.remove, container, True)
+        self.watches.pop(container.id, None)
+        self.health.pop(container.id, None)
+        await self.thread(self.store.forget_container, container.id)
+        await self.emit(container, "destroy")
+
+    async def create_container(self, stack: Stack, service_name: str, replica: int) -> Container:
+        from orchestrator.description import from_service
+
+        service = stack.services[service_name]
+        name = service.container_name or f"{stack.name}-{service_name}-{replica}"
+        image = await self.image_for(stack, service_name)
+        description = from_service(stack.name, service, replica, name, image)
+        container = await self.thread(self.containers.create, description)
+        await self.thread(
+            self.store.ensure_container, container.id, stack.name, service_name, replica
+        )
+        await self.emit(container, "create")
+        return container
+
+    async def image_for(self, stack: Stack, service_name: str, build: bool = False) -> str:
+        """The image a service runs: its ``image``, built first when the service has a
+        ``build`` section and the image is missing (or ``build``)."""
+        service = stack.services[service_name]
+        name = service.image or f"{stack.name}-{service_name}"
+        if service.build is None:
+            return name
+        from runtime.image.store import ImageStore
+
+        store = ImageStore(images_dir(self.root))
+        if not build:
+            try:
+                await self.thread(store.resolve, name)
+                return name
+            except NotFound:
+                pass
+        await self.thread(self._build, stack, service_name, name)
+        return name
+
+    def _build(self, stack: Stack, service_name: str, tag: str) -> None:
+        import io
+
+        from orchestrator.imagebuild.builder import Builder, BuildOptions
+
+        build = stack.services[service_name].build
+        assert build is not None
+        context = Path(build.context)
+        dockerfile = Path(build.dockerfile) if build.dockerfile else None
+        if dockerfile is not None and not dockerfile.is_absolute():
+            dockerfile = context / dockerfile
+        options = BuildOptions(
+            context=context,
+            dockerfile=dockerfile,
+            tags=[tag],
+            build_args={k: v for k, v in build.args.items() if v is not None},
+            target=build.target,
+        )
+        Builder(self.root, out=io.StringIO()).build(options)
+
+    def container(self, container_id: str) -> Container:
+        return self.containers.get(container_id)
+
+    # -- projects ------------------------------------------------------------------------------
+
+    async def plan(self, stack: Stack, options: UpOptions, scale: Mapping[str, int]) -> Plan:
+        observed = await self.thread(observe, self.containers, stack.name)
+        image_ids = await self.thread(self._image_ids, stack)
+        return make_plan(
+            stack,
+            observed,
+            image_ids,
+            PlanOptions(
+                services=options.services,
+                no_deps=options.no_deps,
+                scale=scale,
+                force_recreate=options.force_recreate,
+                no_recreate=options.no_recreate,
+                no_start=options.no_start,
+                remove_orphans=options.remove_orphans,
+            ),
+        )
+
+    def _image_ids(self, stack: Stack) -> dict[str, str]:
+        from runtime.image.store import ImageStore
+
+        store = ImageStore(images_dir(self.root))
+        result = {}
+        for name, service in stack.services.items():
+            ref = service.image or f"{stack.name}-{name}"
+            try:
+                result[name] = store.resolve(ref).id
+            except Exception:
+                continue
+        return result
+
+    async def up(self, spec: ProjectSpec, options: UpOptions) -> tuple[Plan, Outcome]:
+        async with self.project_lock(spec.name):
+            stack = await self.load(spec)
+            previous = self.store.project(spec.name)
+            if previous is not None and not spec.scale:
+                spec = ProjectSpec(
+                    spec.name, spec.files, spec.workdir, spec.environ, spec.profiles, previous.scale
+                )
+            await self.thread(self.store.put_project, spec)
+            if options.build:
+                for name, service in stack.services.items():
+                    if service.build is not None:
+                        await self.image_for(stack, name, build=True)
+            plan = await self.plan(stack, options, spec.scale)
+            engine = _Engine(self, stack, options)
+            outcome = await execute(
+                stack,
+                plan,
+                engine,
+                self._report(stack.name),
+                wait_timeout=options.timeout,
+                start=not options.no_start,
+            )
+            if options.wait and outcome.ok and not options.no_start:
+                for name in plan.services:
+                    try:
+                        await engine.wait_condition(
+                            name, "service_healthy_or_running", options.timeout
+                        )
+                    except ExecutionError as exc:
+                        outcome.failed[name] = str(exc)
+            return plan, outcome
+
+    def _report(self, project: str) -> Callable[[str, str, str], Any]:
+        async def report(service: str, what: str, detail: str) -> None:
+            self.events.publish(Event(time.time(), project, service, "", what, detail))
+
+        return report
+
+    async def down(
+        self, name: str, timeout: float | None, remove_orphans: bool = True
+    ) -> list[str]:
+        """Stop and remove the project's containers in reverse dependency order."""
+        async with self.project_lock(name):
+            spec = self.store.project(name)
+            stack: Stack | None = None
+            if spec is not None:
+                with contextlib.suppress(Exception):
+                    stack = await self.load(spec)
+            containers = await self.thread(project_containers, self.containers, name)
+            removed: list[str] = []
+            for layer in _stop_layers(stack, containers):
+                async with trio.open_nursery() as nursery:
+                    for container in layer:
+                        removed.append(container.name)
+                        nursery.start_soon(self.remove_container, container, timeout)
+            await self.thread(self.store.drop_project, name)
+            return removed
+
+    async def stop_project(
+        self, name: str, services: tuple[str, ...], timeout: float | None
+    ) -> list[str]:
+        spec = self.store.project(name)
+        stack = await self.load(spec) if spec is not None else None
+        containers = [
+            c
+            for c in await self.thread(project_containers, self.containers, name)
+            if not services or identity(c).get("service") in services
+        ]
+        stopped = []
+        for layer in _stop_layers(stack, containers):
+            async with trio.open_nursery() as nursery:
+                for container in layer:
+                    stopped.append(container.name)
+                    nursery.start_soon(self.stop_container, container, timeout)
+        return stopped
+
+    async def start_project(self, name: str, services: tuple[str, ...]) -> list[str]:
+        spec = self.store.project(name)
+        if spec is None:
+            raise UserError(f"no project {name!r} is up")
+        stack = await self.load(spec)
+        containers = [
+            c
+            for c in await self.thread(project_containers, self.containers, name)
+            if not services or identity(c).get("service") in services
+        ]
+        started = []
+        graph = DependencyGraph.from_services(stack.services)
+        for layer in graph.layers():
+            async with trio.open_nursery() as nursery:
+                for container in containers:
+                    if identity(container).get("service") not in layer:
+                        continue
+                    status = await self.thread(self.containers.status, container)
+                    if status["state"] in ("running", "paused"):
+                        continue
+                    started.append(container.name)
+                    nursery.start_soon(self.start_container, stack, container)
+        return started
+
+    async def rows(self, name: str) -> list[dict[str, Any]]:
+        """``ps`` of a project: each container with its service, replica, state, health,
+        restart count and last exit."""
+        containers = await self.thread(project_containers, self.containers, name)
+        result = []
+        for container in containers:
+            status = await self.thread(self.containers.status, container)
+            ident = identity(container)
+            row = self.store.container(container.id)
+            result.append(
+                {
+                    **status,
+                    "project": name,
+                    "service": ident.get("service"),
+                    "replica": ident.get("replica"),
+                    "health": self.health.get(container.id)
+                    if status["state"] == "running"
+                    else None,
+                    "restart_count": row.restart_count if row else 0,
+                    "last_exit": row.last_exit if row else None,
+                    "ports": [],
+                }
+            )
+        return sorted(result, key=lambda r: (str(r["service"]), int(r["replica"] or 0)))
+
+    async def wait_changed(self, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            async with self._changed:
+                await self._changed.wait()
+
+
+class _Engine:
+    """Carries a plan's operations out on the supervisor (execute.Engine)."""
+
+    def __init__(self, supervisor: Supervisor, stack: Stack, options: UpOptions) -> None:
+        self.supervisor = supervisor
+        self.stack = stack
+        self.options = options
+
+    async def apply(self, operation: Operation) -> None:
+        sup = self.supervisor
+        existing = sup.container(operation.container) if operation.container else None
+        if operation.action in ("remove", "recreate") and existing is not None:
+            await sup.remove_container(existing)
+        if operation.action in ("create", "recreate"):
+            container = await sup.create_container(self.stack, operation.service, operation.replica)
+            if not self.options.no_start:
+                await sup.start_container(self.stack, container)
+        elif operation.action == "start" and existing is not None:
+            await sup.start_container(self.stack, existing)
+        elif operation.action == "restart" and existing is not None:
+            await sup.stop_container(existing)
+            await sup.start_container(self.stack, existing)
+
+    async def wait_condition(self, service: str, condition: str, timeout: float) -> None:
+        sup = self.supervisor
+        deadline = trio.current_time() + timeout
+        while True:
+            containers = [
+                c
+                for c in await sup.thread(project_containers, sup.containers, self.stack.name)
+                if identity(c).get("service") == service
+            ]
+            states = [await sup.thread(sup.containers.status, c) for c in containers]
+            verdict = _condition_met(condition, containers, states, sup.health, service)
+            if verdict is True:
+                return
+            if isinstance(verdict, str):
+                raise ExecutionError(verdict)
+            if trio.current_time() > deadline:
+                raise ExecutionError(f"{service}: not {condition} after {timeout:.0f} s")
+            await sup.wait_changed(0.1)
+
+
+def _condition_met(
+    condition: str,
+    containers: list[Container],
+    states: list[dict[str, Any]],
+    health_of: Mapping[str, str],
+    service: str,
+) -> bool | str | None:
+    """True when met, a reason when it never will be, None while it may still be."""
+    if not containers:
+        return None
+    if condition == "service_completed_successfully":
+        codes = [s.get("exit_code") for s in states if s["state"] == "exited"]
+        if len(codes) < len(states):
+            return None
+        bad = [c for c in codes if c != 0]
+        return True if not bad else f"{service} exited with code {bad[0]}"
+    running = [s["state"] in ("running", "paused") for s in states]
+    if condition == "service_started":
+        return True if all(running) else None
+    # service_healthy (and, for --wait, healthy where there is a check, running otherwise)
+    for container, state in zip(containers, states, strict=True):
+        status = health_of.get(container.id)
+        if state["state"] == "exited" and condition != "service_healthy_or_running":
+            return f"{service} exited with code {state.get('exit_code')}"
+        if status == health.UNHEALTHY:
+            return f"{service} is unhealthy"
+        if status is None:
+            if condition == "service_healthy":
+                return None if state["state"] != "running" else f"{service} has no healthcheck"
+            if state["state"] != "running":
+                return None
+        elif status != health.HEALTHY:
+            return None
+    return True
+
+
+def _stop_layers(stack: Stack | None, containers: list[Container]) -> list[list[Container]]:
+    """The containers grouped for stopping: dependents before what they depend on."""
+    if stack is None:
+        return [containers]
+    graph = DependencyGraph.from_services(stack.services)
+    layers: list[list[Container]] = []
+    placed: set[str] = set()
+    for layer in graph.stop_layers():
+        group = [c for c in containers if identity(c).get("service") in layer]
+        placed.update(c.id for c in group)
+        if group:
+            layers.append(group)
+    rest = [c for c in containers if c.id not in placed]  # orphans first of all
+    return ([rest] if rest else []) + layers
+
+
+def _restarts_after_exit(policy: RestartPolicy, exit_code: int | None) -> bool:
+    if policy.name in ("always", "unless-stopped"):
+        return True
+    return policy.name == "on-failure" and exit_code != 0
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def acquire_lock(root: Path) -> int:
+    """Hold ``supervisor.lock`` for this process's life; refuse naming the holder's pid."""
+    from runtime.filelock import open_lock, try_lock
+
+    root.mkdir(parents=True, exist_ok=True)
+    fd = open_lock(root / LOCK_NAME)
+    if not try_lock(fd):
+        try:
+            holder = os.pread(fd, 32, 0).decode().strip() or "?"
+        finally:
+            os.close(fd)
+        raise AlreadyRunning(f"a supervisor already runs for {root} (pid {holder})")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def main(root: Path) -> int:
+    """``orchestrator supervisor``: run in the foreground until SIGTERM or SIGINT."""
+    import signal
+
+    lock = acquire_lock(root)
+    try:
+
+        async def amain() -> None:
+            supervisor = Supervisor(root)
+            async with trio.open_nursery() as nursery:
+
+                async def on_signals() -> None:
+                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                        async for _ in signals:
+                            supervisor._log("stopping (the containers go on)")
+                            supervisor.stop_serving()
+                            return
+
+                nursery.start_soon(on_signals)
+                await supervisor.run()  # until stop_serving (a signal, or /v1/shutdown)
+                nursery.cancel_scope.cancel()
+
+        trio.run(amain)
+    finally:
+        os.close(lock)
+    return 0

@@ -1,0 +1,243 @@
+"""HTTP/1.1 with JSON bodies over a unix socket: the supervisor's server (trio) and the CLI's
+client (plain sockets, nothing heavy imported). One request per connection.
+
+A response is either one JSON document (``Content-Length``) or a stream of JSON lines ended by
+closing the connection (``up``'s progress, ``events``): ``curl --unix-socket`` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Server Error"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any = None  # parsed JSON, or None
+
+    def flag(self, name: str) -> bool:
+        return (self.query.get(name) or ["0"])[0] in ("1", "true", "yes")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _short_address(path: Path) -> tuple[int, str]:
+    """(dirfd, /proc/self/fd/N/name): binds and connects whatever the length of the path."""
+    dirfd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return dirfd, f"/proc/self/fd/{dirfd}/{path.name}"
+
+
+# -- server (trio) ----------------------------------------------------------------------------
+
+
+@dataclass
+class Responder:
+    stream: Any  # trio.SocketStream
+    started: bool = False
+    _buffer: list[bytes] = field(default_factory=list)
+
+    async def json(self, status: int, document: Any) -> None:
+        body = json.dumps(document).encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self.started = True
+        await self.stream.send_all(head + body)
+
+    async def begin_stream(self, status: int = 200) -> None:
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
+            "Content-Type: application/x-ndjson\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self.started = True
+        await self.stream.send_all(head)
+
+    async def line(self, document: Any) -> None:
+        await self.stream.send_all(json.dumps(document).encode() + b"\n")
+
+
+Handler = Callable[[Request, Responder], Awaitable[None]]
+
+
+async def serve(path: Path, handler: Handler, *, task_status: Any) -> None:
+    import trio
+
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    dirfd, address = _short_address(path)
+    try:
+        await listener.bind(address)
+    finally:
+        os.close(dirfd)
+    os.chmod(path, 0o600)
+    listener.listen(128)
+    task_status.started()
+    try:
+        async with trio.open_nursery() as nursery:
+            while True:
+                sock, _ = await listener.accept()
+                nursery.start_soon(_connection, trio.SocketStream(sock), handler)
+    finally:
+        listener.close()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+async def _connection(stream: Any, handler: Handler) -> None:
+    import trio
+
+    responder = Responder(stream)
+    try:
+        try:
+            with trio.fail_after(30):
+                request = await _read_request(stream)
+        except trio.TooSlowError:
+            return
+        try:
+            await handler(request, responder)
+        except HttpError as exc:
+            if not responder.started:
+                await responder.json(exc.status, {"error": exc.message})
+            else:
+                await responder.line({"error": exc.message})
+    except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+        pass  # the client went away mid-answer: its loss, not ours
+    finally:
+        with trio.move_on_after(1):
+            await stream.aclose()
+
+
+async def _read_request(stream: Any) -> Request:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise HttpError(400, "truncated request")
+        data += chunk
+        if len(data) > MAX_HEAD + MAX_BODY:
+            raise HttpError(400, "request too large")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, target, _version = lines[0].split(" ", 2)
+    except ValueError:
+        raise HttpError(400, "bad request line") from None
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    length = int(headers.get("content-length") or 0)
+    if length > MAX_BODY:
+        raise HttpError(400, "request body too large")
+    while len(rest) < length:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise HttpError(400, "truncated body")
+        rest += chunk
+    body = None
+    if length:
+        try:
+            body = json.loads(rest[:length])
+        except ValueError:
+            raise HttpError(400, "the body is not JSON") from None
+    url = urlsplit(target)
+    return Request(method.upper(), url.path, parse_qs(url.query), headers, body)
+
+
+# -- client (blocking, for the CLI) -----------------------------------------------------------
+
+
+class Unreachable(Exception):
+    pass
+
+
+def _open(path: Path, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        dirfd, address = _short_address(path)
+    except FileNotFoundError:
+        sock.close()
+        raise Unreachable(str(path)) from None
+    try:
+        sock.connect(address)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        sock.close()
+        raise Unreachable(str(exc)) from None
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+def _send(sock: socket.socket, method: str, target: str, body: Any) -> None:
+    payload = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: supervisor\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + payload)
+
+
+def _read_head(reader: Any) -> int:
+    status_line = reader.readline()
+    if not status_line:
+        raise Unreachable("the supervisor closed the connection")
+    status = int(status_line.split()[1])
+    while reader.readline() not in (b"\r\n", b"\n", b""):
+        pass
+    return status
+
+
+def call(
+    path: Path, method: str, target: str, body: Any = None, timeout: float | None = 60
+) -> tuple[int, Any]:
+    """One request, one JSON answer: (status, document)."""
+    sock = _open(path, timeout)
+    try:
+        _send(sock, method, target, body)
+        with sock.makefile("rb") as reader:
+            status = _read_head(reader)
+            data = reader.read()
+    finally:
+        sock.close()
+    return status, json.loads(data) if data.strip() else None
+
+
+def stream(path: Path, method: str, target: str, body: Any = None) -> Iterator[tuple[int, Any]]:
+    """A request whose answer is a stream of JSON lines: (status, each document)."""
+    sock = _open(path, None)
+    try:
+        _send(sock, method, target, body)
+        with sock.makefile("rb") as reader:
+            status = _read_head(reader)
+            for line in reader:
+                if line.strip():
+                    yield status, json.loads(line)
+    finally:
+        sock.close()

@@ -1,0 +1,109 @@
+"""One task per running container: it hears the container's end from its monitor (no polling),
+applies the restart policy (orchestrator.backoff), and runs its healthcheck.
+
+A watch ends when its container ends for good (the policy says no more), is stopped by hand,
+or is removed. The supervisor keeps one per container id and never two.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from orchestrator.backoff import RestartLoop
+from orchestrator.containers import Container
+from orchestrator.stack.model import RestartPolicy
+from orchestrator.supervisor import health
+from runtime.client import ExitStatus
+
+if TYPE_CHECKING:
+    from orchestrator.supervisor.daemon import Supervisor
+
+
+class Watch:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        container: Container,
+        policy: RestartPolicy,
+        check: health.Check | None,
+        restart_when_unhealthy: bool = False,
+    ) -> None:
+        self.supervisor = supervisor
+        self.container = container
+        self.policy = policy
+        self.check = check
+        self.restart_when_unhealthy = restart_when_unhealthy
+        self.loop = RestartLoop(supervisor.client, container.id, policy, self._relaunch)
+        self._health_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.done = trio.Event()
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._start_health()
+                await nursery.start(self._loop)  # once the loop listens for the exit
+                task_status.started()
+            # (the loop cancels the health checks when it ends)
+        finally:
+            self.done.set()
+
+    async def _loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        decision = await self.loop.run(task_status=task_status)
+        await self._record_exit(self.loop.last_exit)
+        await self.supervisor.emit(
+            self.container,
+            "die" if decision.reason != "stopped by hand" else "stop",
+            decision.reason,
+        )
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    def _start_health(self) -> None:
+        if self.check is None or self._nursery is None:
+            return
+        if self._health_scope is not None:
+            self._health_scope.cancel()
+        scope = trio.CancelScope()
+        self._health_scope = scope
+        self._nursery.start_soon(self._health, scope)
+
+    async def _health(self, scope: trio.CancelScope) -> None:
+        assert self.check is not None
+        with scope:
+            await health.monitor_health(
+                self.supervisor.client, self.id, self.check, self._health_changed
+            )
+
+    async def _health_changed(self, status: str) -> None:
+        await self.supervisor.set_health(self.container, status)
+        if status == health.UNHEALTHY and self.restart_when_unhealthy:
+            # (Docker never does this; Kubernetes' liveness probes do.) The restart policy
+            # then decides, as after any other exit.
+            try:
+                await self.supervisor.client.kill(self.id, 9)
+            except Exception:
+                pass
+
+    async def _relaunch(self) -> None:
+        await self._record_exit(self.loop.last_exit)
+        await trio.to_thread.run_sync(self.supervisor.containers.start, self.container)
+        self._start_health()
+        await self.supervisor.count_restart(self.container)
+
+    async def _record_exit(self, status: ExitStatus | None) -> None:
+        await self.supervisor.record_exit(self.container, status)
+
+    async def stop(self, timeout: float, signal: int | None = None) -> Any:
+        """A stop by hand: no restart after it."""
+        if self._health_scope is not None:
+            self._health_scope.cancel()
+        result = await self.loop.stop(timeout, signal)
+        return result
