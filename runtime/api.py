@@ -25,8 +25,8 @@ from typing import Any
 
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
+from runtime.launch import LaunchOptions, spawn
 from runtime.logs import timestamp
-from runtime.monitor import LaunchOptions, spawn
 from runtime.monitor_client import wait_exit
 from runtime.spec import ContainerConfig, load_bundle
 
@@ -169,13 +169,40 @@ class Runtime:
         return run(self.fork_server_client(), Target.of(current, self._cgroup_place()), options)
 
     def open_socket(self, container_id: str, family: int, kind: int, proto: int = 0) -> Any:
-        """A socket made inside the running container's network namespace (runtime.enter)."""
+        """A socket made inside the container's network namespace (runtime.enter); a created
+        container's will do (its network is wired before its program runs)."""
         from runtime.enter import Target, open_socket
 
         current = self.state(container_id)
-        st.check_transition(container_id, current.status, "exec in")
+        if current.status not in (st.CREATED, st.RUNNING, st.PAUSED):
+            raise StateError(container_id, current.status, "open a socket in")
         target = Target.of(current, self._cgroup_place())
         return open_socket(self.fork_server_client(), target, family, kind, proto)
+
+    def mount(self, container_id: str, spec: Any) -> None:
+        """Bind ``spec.source`` (a host path) at ``spec.target`` inside the running container
+        (``spec``: runtime.hotmount.MountSpec); its processes see it at once."""
+        import dataclasses
+
+        from runtime import hotmount
+        from runtime.enter import Target
+
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "exec in")
+        target = dataclasses.asdict(Target.of(current, self._cgroup_place()))
+        hotmount.request(self.fork_server_client(), target, "mount", dataclasses.asdict(spec))
+
+    def unmount(self, container_id: str, target_path: str) -> None:
+        """Detach the mount at ``target_path`` inside the running container."""
+        import dataclasses
+
+        from runtime import hotmount
+        from runtime.enter import Target
+
+        current = self.state(container_id)
+        st.check_transition(container_id, current.status, "exec in")
+        target = dataclasses.asdict(Target.of(current, self._cgroup_place()))
+        hotmount.request(self.fork_server_client(), target, "unmount", {"target": target_path})
 
     def state(self, container_id: str) -> st.ContainerState:
         return st.load(self.root, container_id)

@@ -33,8 +33,7 @@ from runtime import protocol
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.filelock import open_lock, try_lock
-from runtime.linux import syscalls as sc
-from runtime.monitor import (
+from runtime.launch import (
     Launched,
     LaunchOptions,
     MonitorArgs,
@@ -42,6 +41,7 @@ from runtime.monitor import (
     fork_monitor,
     prepare_directory,
 )
+from runtime.linux import syscalls as sc
 from runtime.spec import ContainerConfig, parse_config
 from runtime.trace import mark
 
@@ -400,8 +400,9 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
     caches on the first executions; done in the server, those writes land in pages every
     monitor shares, instead of in private copies in each monitor."""
     from runtime.channel import pipe_pair, socket_pair
+    from runtime.launch import watch_message
     from runtime.logs import LogWriter
-    from runtime.monitor import Outputs, _accept, _CgroupHandle, _listen, watch_message
+    from runtime.monitor import Outputs, _accept, _CgroupHandle, _listen
     from runtime.state import process_start_time, write_json_atomic
 
     scratch = root / ".warm"

@@ -33,13 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import init, monitor, premount, rootfs
+from runtime import init, launch, monitor, premount, rootfs
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import SetupError
+from runtime.launch import LaunchOptions
 from runtime.linux import syscalls as sc
-from runtime.monitor import LaunchOptions, Outputs
+from runtime.monitor import Outputs
 from runtime.spec import ContainerConfig, parse_config
 from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
@@ -115,7 +116,7 @@ def fork_shell(
     mounts the default kernel filesystems under ``staging`` (runtime.premount)."""
     pid = os.fork()
     if pid == 0:
-        gc.freeze()  # as in monitor.fork_monitor: a collection would copy every shared page
+        gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
         try:
             for fd in close_in_child:
                 os.close(fd)
@@ -189,7 +190,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         container_id, source, directory, options = parse_request(message["request"].encode())
         report = Channel(fds[0])
         monitor.watch_for_helper(
-            lambda to_watcher: monitor._start_container(
+            lambda to_watcher: launch._start_container(
                 container_id,
                 source,
                 directory,
@@ -216,7 +217,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     os._exit(0)
 
 
-def parse_request(data: bytes) -> monitor.MonitorArgs:
+def parse_request(data: bytes) -> launch.MonitorArgs:
     from runtime.forkserver import _arguments
 
     return _arguments(data)
@@ -299,7 +300,7 @@ def _premade_init(
         named = shape.cgroup(container_id)
         starts = (me.get("pid_start"), me.get("monitor_start"))
         pid, monitor_pid = int(me.get("pid") or 0), int(me.get("monitor_pid") or 0)
-        record = monitor.state_record(
+        record = launch.state_record(
             container_id, config, options, pid, named, starts, monitor_pid=monitor_pid
         )
         # Listening before the state is written: whoever finds the container finds its monitor.
@@ -310,7 +311,7 @@ def _premade_init(
         # Ready: the monitor watches from now on, then the client hears of us.
         handed, mount_ns = init.for_the_monitor(ready)
         console = handed[:2] if ready.console else ()
-        watch, extra = monitor.watch_message(
+        watch, extra = launch.watch_message(
             container_id,
             pid,
             directory,
@@ -353,7 +354,7 @@ def _warm_up(shape: _Shape, cgroup: Any) -> None:
     )
     unfit(config, options, shape)
     cgroup.set(Resources.from_oci(config.resources))
-    record = monitor.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
+    record = launch.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
     json.dumps(record)
 
 

@@ -1,0 +1,469 @@
+"""Starting a container the ordinary way: the code that runs in the caller, in the monitor's
+short-lived helper and in the setup child, never in the long-lived monitor (runtime.monitor).
+
+``spawn`` forks the monitor from the calling process (single-threaded: a CLI, the benchmark,
+the fork server's template; the supervisor goes through the fork server). The monitor forks a
+helper that does the start (``_start_container``): a setup child makes the cgroup and forks
+the init into a new PID namespace (``_setup``); the helper reports the init's pid (or the
+error) to the caller and hands the watch over to the monitor (``take_over``). Pre-made
+containers (runtime.pool) use ``state_record`` and ``watch_message`` from here too.
+
+Split from runtime.monitor by which process runs the code: the monitor's pages are its own
+once written, for as long as its container runs, so it should touch as little as it can.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runtime import init, userns
+from runtime.cgroups import open_manager
+from runtime.cgroups.resources import Resources
+from runtime.channel import Channel, pipe_pair, socket_pair
+from runtime.errors import AlreadyExists, SetupError
+from runtime.linux import syscalls as sc
+from runtime.logs import timestamp
+from runtime.monitor import (
+    Outputs,
+    _CgroupHandle,
+    _destroy_quietly,
+    _listen,
+    _reap,
+    run_monitor,
+)
+from runtime.spec import ContainerConfig
+from runtime.state import process_start_time, write_json_atomic
+from runtime.trace import mark
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    create_only: bool = False  # wait on exec.fifo for `start`
+    log_path: str | None = None
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_parent: str = "orchestrator"
+    cgroup_version: int | None = None  # detected once by the caller, not in every monitor
+    inherit_stdio: bool = False  # the container writes to our stdio instead of the log
+    cleanup_paths: tuple[str, ...] = ()  # removed with the container's state once it ends (--rm)
+    console_socket: str | None = None  # where to send the terminal's master (OCI --console-socket)
+    stdin: bool = False  # keep the container's stdin open for clients that attach with "stdin"
+
+
+@dataclass(frozen=True)
+class Launched:
+    monitor_pid: int
+    pid: int
+
+
+def prepare_directory(container_id: str, directory: Path, options: LaunchOptions) -> None:
+    """The container's state directory (and exec FIFO): the id is taken once this succeeds."""
+    try:
+        directory.mkdir(parents=False)
+    except FileExistsError:
+        raise AlreadyExists(f"container {container_id} already exists") from None
+    try:
+        if options.create_only:
+            os.mkfifo(directory / "exec.fifo", 0o600)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+# A loaded config, or a function that loads it: the fork server hands over the raw request
+# and lets the monitor's setup child parse it, so that the server's own pages stay untouched
+# (every page it writes after a fork becomes a private copy in each monitor).
+ConfigSource = ContainerConfig | Callable[[], ContainerConfig]
+
+
+MonitorArgs = tuple[str, ConfigSource, Path, LaunchOptions]
+
+
+def fork_monitor(
+    arguments: Callable[[], MonitorArgs],
+    report: Channel,
+    stdio: tuple[int, int, int] | None = None,
+    close_in_child: tuple[int, ...] = (),
+) -> int:
+    """Fork the monitor; it reports ``{"pid": N}`` or ``{"error": "..."}`` on ``report``.
+
+    ``arguments`` runs in the child and gives (id, config, state directory, options). The
+    calling process must be single-threaded. ``stdio``, when given, is what the container writes
+    to instead of the log (the caller's own stdio, for ``runtime run`` in the foreground).
+    """
+    mark("spawn")
+    monitor_pid = os.fork()
+    if monitor_pid == 0:
+        # Everything inherited is left to the collector's permanent generation: a collection
+        # would otherwise touch, and so copy, every page shared with the parent.
+        gc.freeze()
+        for fd in close_in_child:
+            os.close(fd)
+        try:
+            container_id, config, directory, options = arguments()
+            inherited = tuple(os.dup(fd) for fd in stdio) if stdio else ()  # before /dev/null
+            run_monitor(
+                "orc-mon",
+                lambda to_monitor, devnull: _start_container(
+                    container_id, config, directory, options, report, inherited, to_monitor, devnull
+                ),
+                helper_only=(report.fd, *inherited),
+            )
+        except BaseException as exc:  # the caller hears of it through the report channel
+            try:
+                report.send(error=init.describe(exc))
+            except BaseException:
+                pass
+        finally:
+            os._exit(1)
+    return monitor_pid
+
+
+def spawn(
+    container_id: str, config: ContainerConfig, directory: Path, options: LaunchOptions
+) -> Launched:
+    """Fork the monitor from this process and wait until the container is created."""
+    prepare_directory(container_id, directory, options)
+    try:
+        report_r, report_w = pipe_pair()
+        stdio = (0, 1, 2) if options.inherit_stdio else None
+        monitor_pid = fork_monitor(
+            lambda: (container_id, config, directory, options), report_w, stdio
+        )
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    report_w.close()
+    try:
+        message = report_r.receive()
+    finally:
+        report_r.close()
+    return finish_launch(directory, message, monitor_pid)
+
+
+def finish_launch(
+    directory: Path, message: dict[str, Any] | None, monitor_pid: int | None
+) -> Launched:
+    if not message or "pid" not in message:
+        if monitor_pid:
+            _reap(monitor_pid)
+        shutil.rmtree(directory, ignore_errors=True)
+        error = (message or {}).get("error") or "container setup failed: the monitor died"
+        raise SetupError(error)
+    return Launched(int(message.get("monitor_pid") or monitor_pid or 0), int(message["pid"]))
+
+
+def _start_container(
+    container_id: str,
+    config: ConfigSource,
+    directory: Path,
+    options: LaunchOptions,
+    report: Channel,
+    inherited: tuple[int, ...],
+    to_monitor: Channel,
+    devnull: int,
+    close_after_report: tuple[int, ...] = (),
+) -> None:
+    """(the monitor's helper) The ordinary start: a setup child makes the init."""
+    try:
+        outputs = Outputs(stdin=options.stdin)
+        init_stdio = (
+            (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
+        )
+        monitor_pid = os.getppid()
+        setup_pid, from_setup = fork_setup(
+            lambda to_helper: _setup(
+                container_id, config, directory, options, to_helper, init_stdio, monitor_pid
+            ),
+            close_in_child=(*outputs.monitor_side(), report.fd, to_monitor.fd),
+        )
+        outputs.close_theirs()
+        for fd in inherited:
+            os.close(fd)
+        take_over(
+            container_id,
+            directory,
+            options,
+            report,
+            setup_pid,
+            from_setup,
+            outputs,
+            to_monitor,
+            close_after_report,
+        )
+    except BaseException as exc:
+        try:
+            report.send(error=init.describe(exc))
+        finally:
+            os._exit(1)
+
+
+def fork_setup(
+    work: Callable[[Channel], None], close_in_child: tuple[int, ...]
+) -> tuple[int, Channel]:
+    """Fork the short-lived setup child running ``work(to_monitor)``; it reports on the channel
+    returned (an error message if ``work`` raises)."""
+    from_setup, to_monitor = socket_pair()
+    setup_pid = os.fork()
+    if setup_pid == 0:
+        try:
+            for fd in close_in_child:
+                os.close(fd)
+            from_setup.close()
+            work(to_monitor)
+        except BaseException as exc:
+            try:
+                to_monitor.send(error=init.describe(exc))
+            except BaseException:
+                pass
+        finally:
+            os._exit(0)
+    to_monitor.close()
+    return setup_pid, from_setup
+
+
+def take_over(
+    container_id: str,
+    directory: Path,
+    options: LaunchOptions,
+    report: Channel,
+    setup_pid: int,
+    from_setup: Channel,
+    outputs: Outputs,
+    to_monitor: Channel,
+    close_after_report: tuple[int, ...] = (),
+) -> NoReturn:
+    """(the monitor's helper) Take the init over from the setup child (or a pre-made init),
+    tell the caller, and hand the watch to the monitor; then exit. ``close_after_report`` are
+    closed once the caller knows (the pool's server waits for it)."""
+    listener = _listen(directory)  # while the setup child works
+    message = from_setup.receive()
+    terminal = from_setup.take_fds()  # the terminal's master and slave, if one was asked for
+    # (and last, the init's mount namespace: held until the exit is recorded)
+    mount_ns = terminal.pop() if message and message.get("mount_ns") and terminal else None
+    console = terminal[0] if terminal else None
+    console_slave = terminal[1] if len(terminal) > 1 else None
+    from_setup.close()
+    cgroup = _CgroupHandle(
+        container_id, options.cgroup_root, options.cgroup_parent, options.cgroup_version
+    )
+    if not message or "pid" not in message:
+        _reap(setup_pid)
+        # The setup child may have died, or lost the privilege to clean up (in a user namespace).
+        cgroup.remove_all()
+        raise SetupError(
+            (message or {}).get("error") or "container setup failed: the setup process died"
+        )
+    pid = int(message["pid"])
+
+    def give_up() -> None:
+        os.kill(pid, signal.SIGKILL)
+        _reap(setup_pid)
+        _reap(pid)
+        cgroup.remove_all()
+
+    if "record" in message:
+        try:
+            # The setup child could not write it: it is unprivileged in a user namespace.
+            write_json_atomic(directory / "state.json", message["record"])
+        except BaseException:
+            give_up()
+            raise
+    if console is not None and options.console_socket:
+        try:
+            send_console(options.console_socket, console)
+        except BaseException:
+            give_up()
+            raise
+        os.close(console)
+        console = None
+        if console_slave is not None:
+            os.close(console_slave)
+            console_slave = None
+    # The monitor watches from now on: it has the listener before the caller hears of us.
+    stdin_w = outputs.stdin_writer()
+    watch, extra = watch_message(
+        container_id, pid, directory, options, stdin_w, console, console_slave, mount_ns
+    )
+    to_monitor.send(
+        watch=watch,
+        fds=(listener.fileno(), *outputs.ours(), *extra),
+    )
+    mark("reported")
+    report.send(pid=pid, monitor_pid=os.getppid())
+    report.close()
+    for fd in close_after_report:
+        os.close(fd)
+    _reap(setup_pid)  # it ends once it has said the init's pid
+    os._exit(0)
+
+
+def watch_message(
+    container_id: str,
+    pid: int,
+    directory: Path,
+    options: LaunchOptions,
+    stdin_w: int | None,
+    console: int | None,
+    console_slave: int | None,
+    mount_ns: int | None,
+) -> tuple[dict[str, Any], list[int]]:
+    """What the monitor needs to watch a container (``watch_container``), and the descriptors
+    to send along after the listener and the output pipes."""
+    extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
+    return {
+        "id": container_id,
+        "pid": pid,
+        "directory": str(directory),
+        "log": [options.log_path, options.log_max_size, options.log_max_files]
+        if options.log_path
+        else None,
+        "cgroup": [options.cgroup_root, options.cgroup_parent, options.cgroup_version],
+        "cleanup_paths": list(options.cleanup_paths),
+        "stdin": stdin_w is not None,
+        "console": console is not None,
+        "console_slave": console_slave is not None,
+        "mount_ns": mount_ns is not None,
+    }, extra
+
+
+def _setup(
+    container_id: str,
+    source: ConfigSource,
+    directory: Path,
+    options: LaunchOptions,
+    to_monitor: Channel,
+    init_stdio: tuple[int, int, int],
+    monitor_pid: int | None = None,
+) -> None:
+    """The short-lived setup child: cgroup, the init, state.json; reports the init's pid to the
+    monitor's helper and exits, leaving the init to the monitor (a subreaper)."""
+    config = source if isinstance(source, ContainerConfig) else source()
+    try:
+        resources = Resources.from_oci(config.resources)
+    except (ValueError, TypeError) as exc:
+        raise SetupError(f"config.json: linux.resources: {exc}") from None
+    cgroup = open_manager(
+        container_id,
+        root=options.cgroup_root,
+        parent=options.cgroup_parent,
+        version=options.cgroup_version,
+    )
+    pid = 0
+    try:
+        from_init, to_setup = socket_pair()
+        from_setup, to_init = pipe_pair()
+        fifo = str(directory / "exec.fifo") if options.create_only else None
+        new_userns = config.clone_flags & sc.CLONE_NEWUSER
+        mark("cgroup-create")
+        cgroup.create()
+        cgroup.set(resources)
+        if new_userns:
+            # Join the cgroup ourselves while still privileged on the host: the init inherits it.
+            cgroup.add_process(os.getpid())
+            config, fifo = userns.stage_host_paths(config, fifo)
+            userns.enter(config)
+        if config.clone_flags & sc.CLONE_NEWPID:
+            # Our next child becomes PID 1 of a new namespace (owned by the user namespace, when
+            # there is one, so that it may mount its /proc); we ourselves stay outside it.
+            sc.unshare(sc.CLONE_NEWPID)
+        mark("fork-init")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                to_monitor.close()
+                from_init.close()
+                to_init.close()
+                init.run(config, to_setup, from_setup, init_stdio, fifo)
+            finally:
+                os._exit(1)
+        for fd in init_stdio:
+            if fd > 2:
+                os.close(fd)
+        to_setup.close()
+        from_setup.close()
+        # The init builds its root filesystem meanwhile; it waits for "go" before it may run
+        # anything of the user's or enter its cgroup namespace.
+        mark("cgroup-add")
+        if not new_userns:
+            cgroup.add_process(pid)
+        mark("cgroup-added")
+        to_init.send(go=True)
+        reply = from_init.receive()
+        if not reply or not reply.get("ready"):
+            _reap(pid)
+            pid = 0
+            raise SetupError((reply or {}).get("error") or "container setup failed: init died")
+        mark("init-ready")
+        record = state_record(container_id, config, options, pid, cgroup, monitor_pid=monitor_pid)
+        if not new_userns:
+            write_json_atomic(directory / "state.json", record)
+    except BaseException:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        _destroy_quietly(cgroup)
+        raise
+    fds = tuple(from_init.take_fds())  # the terminal's master and slave, the mount namespace
+    extra = {"record": record} if new_userns else {}
+    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")), **extra)
+    for fd in fds:
+        os.close(fd)
+
+
+def state_record(
+    container_id: str,
+    config: ContainerConfig,
+    options: LaunchOptions,
+    pid: int,
+    cgroup: Any,
+    starts: tuple[int | None, int | None] | None = None,
+    monitor_pid: int | None = None,
+) -> dict[str, Any]:
+    """What state.json holds (written by the setup child, the monitor's child, or by a
+    pre-made init). ``starts``: the start times of the init and the monitor, when known."""
+    now = timestamp()
+    if monitor_pid is None:
+        monitor_pid = os.getppid()
+    if starts is None:
+        starts = (process_start_time(pid), process_start_time(monitor_pid))
+    return {
+        "id": container_id,
+        "pid": pid,
+        "pid_start": starts[0],
+        "bundle": str(config.bundle),
+        "annotations": config.annotations,
+        "created": now,
+        "started": None if options.create_only else now,
+        "monitor_pid": monitor_pid,
+        "monitor_start": starts[1],
+        "cgroup": container_id,
+        "freezer_state": _freezer_file(cgroup),
+        "log_path": options.log_path,
+    }
+
+
+def _freezer_file(cgroup: Any) -> str | None:
+    path = getattr(cgroup, "freezer_state_file", None)
+    return str(path) if path else None
+
+
+def send_console(path: str, master: int) -> None:
+    """Hand the terminal's master to ``path`` (runc's --console-socket protocol)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+        socket.send_fds(sock, [b"console"], [master])
+    except OSError as exc:
+        raise SetupError(f"--console-socket {path}: {exc.strerror}") from None
+    finally:
+        sock.close()
