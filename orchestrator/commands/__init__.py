@@ -13,5 +13,7 @@ COMMAND_MODULES = (
     "orchestrator.commands.registry",
     "orchestrator.commands.imagebuild",
     "orchestrator.commands.networks",
+    "orchestrator.commands.volumes",
     "orchestrator.commands.stack",
+    "orchestrator.commands.export",
 )
