@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import ocimounts
 from orchestrator.description import (
     ANNOTATION_IMAGE,
     ANNOTATION_NAME,
@@ -21,8 +22,10 @@ from orchestrator.description import (
     ContainerDescription,
 )
 from orchestrator.errors import UserError
+from orchestrator.seccompprofile import oci_section as seccomp_section
 
 if TYPE_CHECKING:
+    from orchestrator.networks import NetworkSetup
     from runtime.image.model import Image
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -44,6 +47,7 @@ def build_spec(
     description: ContainerDescription,
     image: Image | None,
     rootfs: RootFilesystem,
+    network: NetworkSetup | None = None,
 ) -> dict[str, Any]:
     """The config.json of the container ``description`` describes; ``image``'s config fills in
     what it leaves out (None: no image config, as for a build step, whose description is
@@ -60,9 +64,10 @@ def build_spec(
     if not rootfs.lowers:
         raise UserError(f"image {description.image} has no layers to run")
     args = command_of(description, image)
-    env = merge_env(image.env if image else [], description.env)
+    link_env = network.env if network else ()
+    env = merge_env(image.env if image else [], (*link_env, *description.env))
     own_network = description.network != "host"
-    hostname = description.hostname or container_id[:12]
+    hostname = (network and network.hostname) or description.hostname or container_id[:12]
     spec = default_spec(
         args,
         rootfs="rootfs",
@@ -79,6 +84,9 @@ def build_spec(
     for key in ("bounding", "effective", "permitted"):
         spec["process"]["capabilities"][key] = capability_list
     spec["process"]["noNewPrivileges"] = description.no_new_privileges
+    seccomp = seccomp_section(description.seccomp, capability_list)
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
     spec["process"]["terminal"] = description.tty
     if description.tty:
         spec["process"]["env"].append("TERM=xterm")
@@ -97,16 +105,23 @@ def build_spec(
     if stop_signal:
         spec["annotations"][STOP_SIGNAL_ANNOTATION] = stop_signal
     if own_network:
-        write_network_files(directory, hostname)
+        files = Path(network.files_from) if network and network.files_from else directory
+        if files == directory:
+            write_network_files(
+                directory, hostname, description, network.hosts if network else None
+            )
         for file in ("hosts", "hostname", "resolv.conf"):
             spec["mounts"].append(
                 {
                     "destination": f"/etc/{file}",
                     "type": "bind",
-                    "source": str(directory / file),
+                    "source": str(files / file),
                     "options": ["rbind", "rprivate"],
                 }
             )
+    # Volumes, host folders and tmpfs, resolved by orchestrator.mountplan; last, because a
+    # mount at /etc/hosts or /dev/shm replaces the one made above.
+    ocimounts.add_to_spec(spec, description.mounts)
     return spec
 
 
@@ -197,16 +212,26 @@ def resources(description: ContainerDescription) -> dict[str, Any]:
     return result
 
 
-def write_network_files(directory: Path, hostname: str) -> None:
-    hosts = (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        "fe00::0\tip6-localnet\n"
-        "ff00::0\tip6-mcastprefix\n"
-        "ff02::1\tip6-allnodes\n"
-        "ff02::2\tip6-allrouters\n"
-        f"127.0.1.1\t{hostname}\n"
-    )
+def write_network_files(
+    directory: Path,
+    hostname: str,
+    description: ContainerDescription | None = None,
+    hosts: str | None = None,
+) -> None:
+    """hosts, hostname and resolv.conf, as Docker writes them; ``hosts``: the content that
+    the container's networks give (orchestrator.networks), else the one of a lone container."""
+    from runtime.net.hosts import host_resolv_conf, render_hosts, render_resolv
+
+    if hosts is None:
+        extra = description.extra_hosts if description else ()
+        domain = description.domainname if description else None
+        hosts = render_hosts(hostname, (), (), extra, domain)
     (directory / "hosts").write_text(hosts)
     (directory / "hostname").write_text(hostname + "\n")
-    (directory / "resolv.conf").write_text("# no network: no name servers\n")
+    if description is None or description.network == "none":
+        resolv = "# no network: no name servers\n"
+    else:
+        resolv = render_resolv(
+            host_resolv_conf(), description.dns, description.dns_search, description.dns_options
+        )
+    (directory / "resolv.conf").write_text(resolv)

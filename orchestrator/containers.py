@@ -23,14 +23,17 @@ import secrets
 import shutil
 import signal
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator import description as description_module
+from orchestrator import mountplan
 from orchestrator.description import RECORD_VERSION, ContainerDescription
 from orchestrator.errors import ConflictError, NotFoundError, UserError
+from orchestrator.mountplan import MountPlan
 from orchestrator.paths import containers_dir, images_dir, runtime_dir
+from orchestrator.volumes import Volumes
 from runtime import state as rstate
 from runtime.errors import NotFound, StateError
 
@@ -94,6 +97,15 @@ class Containers:
             self._runtime = Runtime(runtime_dir(self.root), fork_server=True)
         return self._runtime
 
+    @property
+    def networks(self) -> Any:
+        """The state root's networks (orchestrator.networks.Networks)."""
+        if getattr(self, "_networks", None) is None:
+            from orchestrator.networks import Networks
+
+            self._networks = Networks(self.root, self)
+        return self._networks
+
     def _lock(self) -> AbstractContextManager[None]:
         from runtime.filelock import exclusive
 
@@ -108,7 +120,10 @@ class Containers:
             return []
         result = []
         for entry in sorted(self.directory.iterdir()):
-            if not entry.is_dir():
+            if entry.name.startswith(".removed-"):
+                _collect_removed(entry)  # a removal under way, or one cut short long ago
+                continue
+            if not entry.is_dir() or entry.name.startswith("."):
                 continue
             record_path = entry / "container.json"
             try:
@@ -156,10 +171,10 @@ class Containers:
             image = store.resolve(options.image)
         except NotFound as exc:
             raise NotFoundError(f"{exc}") from None
-        if options.network not in ("none", "host"):
-            raise UserError(
-                f"--network {options.network}: only 'none' and 'host' are supported so far"
-            )
+        Volumes(self.root).collect()  # anonymous volumes of --rm containers that have gone
+        # Under the lock only the name is taken: a record marked as being created by us (if we
+        # are killed from here on, the next command sees whose it was, and collects it). The
+        # rest goes on outside it, so that creations run side by side.
         with self._lock():
             name = options.name or _random_name(self)
             if options.name:
@@ -169,37 +184,56 @@ class Containers:
             container_id = secrets.token_hex(32)
             directory = self.directory / container_id
             directory.mkdir()
+            record: dict[str, Any] = {
+                "version": RECORD_VERSION,
+                "state": "creating",
+                "creator": [os.getpid(), rstate.process_start_time(os.getpid())],
+                "id": container_id,
+                "name": name,
+                "created": _now(),
+                "image": options.image,
+                "image_id": image.id,
+                "options": options.to_record(),
+            }
             try:
-                # The record comes first, marked as being created by us: if we are killed
-                # from here on, the next command sees whose it was, and collects it.
-                record: dict[str, Any] = {
-                    "version": RECORD_VERSION,
-                    "state": "creating",
-                    "creator": [os.getpid(), rstate.process_start_time(os.getpid())],
-                    "id": container_id,
-                    "name": name,
-                    "created": _now(),
-                    "image": options.image,
-                    "image_id": image.id,
-                    "options": options.to_record(),
-                }
-                rstate.write_json_atomic(directory / "container.json", record)
-                for sub in ("upper", "work", "bundle/rootfs"):
-                    (directory / sub).mkdir(parents=True)
-                rootfs = RootFilesystem(
-                    tuple(str(p) for p in store.layer_dirs(image)),
-                    str(directory / "upper"),
-                    str(directory / "work"),
-                )
-                spec = build_spec(container_id, name, directory, options, image, rootfs)
-                (directory / "bundle" / "config.json").write_text(json.dumps(spec, indent=1))
-                record["state"] = "created"
-                del record["creator"]
                 rstate.write_json_atomic(directory / "container.json", record)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
+        plan: MountPlan | None = None
+        try:
+            for sub in ("upper", "work", "bundle/rootfs"):
+                (directory / sub).mkdir(parents=True)
+            rootfs = RootFilesystem(
+                tuple(str(p) for p in store.layer_dirs(image)),
+                str(directory / "upper"),
+                str(directory / "work"),
+            )
+            # Volumes made (and filled from the image), binds checked: the record says
+            # which, so that `volume rm` sees them in use from here on.
+            plan = mountplan.prepare(
+                self.root, options, image, [Path(p) for p in rootfs.lowers], container_id
+            )
+            record["mounts"] = plan.records()
+            options = replace(options, mounts=plan.mounts, volumes_from=())
+            network = self.networks.reserve(container_id, name, options, image)
+            spec = build_spec(container_id, name, directory, options, image, rootfs, network)
+            (directory / "bundle" / "config.json").write_text(json.dumps(spec, indent=1))
+            record["state"] = "created"
+            del record["creator"]
+            rstate.write_json_atomic(directory / "container.json", record)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            if plan is not None:
+                plan.undo()
+            if self._networks_used(options):
+                self.networks.release(container_id)
+            raise
         return Container(container_id, name, directory, record)
+
+    @staticmethod
+    def _networks_used(options: ContainerDescription) -> bool:
+        return options.network not in ("none", "host")
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -218,9 +252,15 @@ class Containers:
                 raise ConflictError(f"container {container.name} is already {current.status}")
             self.runtime.delete(container.id)
         options = container.options
+        mountplan.check_sources(container.record, container.name)
         cleanup = (str(container.directory),) if options.auto_remove else ()
         takes_stdin = options.interactive and not options.tty
-        launch = self.runtime.create if attach else self.runtime.run
+        from orchestrator.netconfig import JOIN_PREFIXES, is_bridged
+
+        if options.network.startswith(JOIN_PREFIXES):
+            _join_network(container.bundle, self.networks.join_path(options))
+        wire = is_bridged(options.network)  # created, wired, then started
+        launch = self.runtime.create if attach or wire else self.runtime.run
         launch(
             container.id,
             container.bundle,
@@ -230,6 +270,14 @@ class Containers:
             cleanup_paths=cleanup,
             stdin=takes_stdin,
         )
+        if wire:
+            try:
+                self.networks.attach(container.id, options)
+            except BaseException:
+                self.runtime.delete(container.id, force=True)
+                raise
+            if not attach:
+                self.runtime.start(container.id)
         if not attach:
             return None
         attached = Attached(self.runtime.connect_waiter(container.id))
@@ -337,24 +385,59 @@ class Containers:
             state = exc.state if isinstance(exc, StateError) else "created"
             raise ConflictError(f"container {container.name} is {state}") from None
 
-    def remove(self, container: Container, force: bool = False) -> None:
+    def remove(self, container: Container, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container; ``volumes`` (``rm -v``): its anonymous volumes too. The lock is
+        held only to take the record away (a rename): stopping and cleaning up run outside it,
+        so that removals run side by side."""
+        try:
+            current = self.runtime.state(container.id)
+        except NotFound:
+            current = None
+        if current is not None:
+            if current.status in ("running", "paused", "created") and not force:
+                raise ConflictError(
+                    f"container {container.name} is {current.status}: stop it first or use -f"
+                )
+            self.runtime.delete(container.id, force=True)
+        gone = self.directory / f".removed-{container.id}"
         with self._lock():
             try:
-                current = self.runtime.state(container.id)
-            except NotFound:
-                current = None
-            if current is not None:
-                if current.status in ("running", "paused", "created") and not force:
-                    raise ConflictError(
-                        f"container {container.name} is {current.status}: stop it first or use -f"
-                    )
-                self.runtime.delete(container.id, force=True)
-            shutil.rmtree(container.directory, ignore_errors=True)
+                container.directory.rename(gone)
+            except FileNotFoundError:
+                return  # removed meanwhile by someone else
+        shutil.rmtree(gone, ignore_errors=True)
+        if self._networks_used(container.options):
+            self.networks.release(container.id)
+        if volumes:
+            Volumes(self.root).remove_anonymous(container.id, container.record)
 
 
 def image_ids_in_use(root: Path) -> set[str]:
     """Image ids (``sha256:...``) that some container was made from (``rmi`` refuses those)."""
     return {str(c.record.get("image_id")) for c in Containers(root).all()}
+
+
+def _join_network(bundle: Path, path: str) -> None:
+    """Point the bundle's network namespace at ``path`` (the running container it joins)."""
+    config_path = bundle / "config.json"
+    config = json.loads(config_path.read_text())
+    namespaces = config["linux"]["namespaces"]
+    config["linux"]["namespaces"] = [n for n in namespaces if n.get("type") != "network"] + [
+        {"type": "network", "path": path}
+    ]
+    config_path.write_text(json.dumps(config, indent=1))
+
+
+def _collect_removed(path: Path, after: float = 60.0) -> None:
+    """Finish a removal that was cut short (the remover killed between taking the record away
+    and deleting it): none takes a minute, so an older one is abandoned."""
+    import time
+
+    try:
+        if time.time() - path.lstat().st_ctime > after:
+            shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
 
 
 def _creator_gone(record: dict[str, Any]) -> bool:

@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import netconfig
+from orchestrator.mountspec import Mount, VolumesFrom
+from orchestrator.netconfig import Endpoint, Link, Publish
+
 if TYPE_CHECKING:
     from orchestrator.stack.model import Service
 
@@ -56,6 +60,18 @@ class ContainerDescription:
     workdir: str | None = None
     hostname: str | None = None
     network: str = "none"
+    # Networking (orchestrator.netconfig, orchestrator.networks): ``network`` is none, host,
+    # container:NAME, service:NAME, or the first of ``networks`` (eth0, eth1... in order).
+    networks: tuple[Endpoint, ...] = ()
+    publish: tuple[Publish, ...] = ()
+    publish_all: bool = False  # -P: every exposed port on a free host port
+    expose: tuple[str, ...] = ()  # "80/tcp", besides the image's
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway")
+    links: tuple[Link, ...] = ()
+    domainname: str | None = None
     memory: int | None = None
     memory_swap: int | None = None
     memory_reservation: int | None = None
@@ -64,9 +80,16 @@ class ContainerDescription:
     pids_limit: int | None = None
     auto_remove: bool = False
     read_only: bool = False
+    # Volumes, bind mounts and tmpfs (orchestrator.mountspec); volumes_from takes another
+    # container's volumes and binds. Resolved when the container is made (orchestrator.mountplan).
+    mounts: tuple[Mount, ...] = ()
+    volumes_from: tuple[VolumesFrom, ...] = ()
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
+    # None: Docker's default seccomp profile; "unconfined"; or a profile's JSON text
+    # (orchestrator.seccompprofile)
+    seccomp: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_signal: str | None = None
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
@@ -107,6 +130,9 @@ class ContainerDescription:
         identity = values.get("identity")
         values["identity"] = Identity(**identity) if isinstance(identity, dict) else Identity()
         values["labels"] = dict(values.get("labels") or {})
+        netconfig.restore(values)
+        values["mounts"] = tuple(Mount.from_record(m) for m in values.get("mounts") or ())
+        values["volumes_from"] = tuple(VolumesFrom(**v) for v in values.get("volumes_from") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -121,14 +147,29 @@ def labels_of(annotations: Mapping[str, str]) -> dict[str, str]:
 
 
 def from_service(
-    project: str, service: Service, replica: int, name: str, image: str | None = None
+    project: str,
+    service: Service,
+    replica: int,
+    name: str,
+    image: str | None = None,
+    network_names: Mapping[str, str] | None = None,
+    volume_names: Mapping[str, str] | None = None,
+    service_containers: Mapping[str, str] | None = None,
 ) -> ContainerDescription:
     """The description of replica ``replica`` of a stack's ``service``, named ``name``.
     ``image``: the image to run when the service is built (its own ``image`` otherwise).
+    ``network_names``: the stack's network keys to the real networks' names (default
+    ``<project>_<key>``); the supervisor makes those networks (orchestrator.networks.ensure).
+    ``volume_names``: the stack's volume keys to the volumes' names (default ``<project>_<key>``;
+    orchestrator.stackvolumes.ensure makes them); ``service_containers``: the container whose
+    volumes ``volumes_from: [service]`` takes (default ``<project>-<service>-1``).
 
-    Service keys that no part of a container can honour yet (networks, volumes, healthchecks,
+    Service keys that no part of a container can honour yet (healthchecks,
     ulimits...) are the supervisor's and its helpers' to apply; they are not dropped here by
     accident, they are simply not a container's description."""
+    from orchestrator.netflags import service_fields
+    from orchestrator.servicemounts import service_mounts
+
     environment = tuple(
         f"{key}={value}" if value is not None else key for key, value in service.environment.items()
     )
@@ -148,7 +189,7 @@ def from_service(
         user=service.user,
         workdir=service.working_dir,
         hostname=service.hostname,
-        network="none",
+        **service_fields(project, service, network_names),
         memory=resources.memory_limit,
         memory_swap=memory_swap,
         memory_reservation=resources.memory_reservation,
@@ -156,9 +197,11 @@ def from_service(
         cpu_shares=resources.cpu_shares,
         pids_limit=resources.pids_limit,
         read_only=service.read_only,
+        **service_mounts(project, service, volume_names, service_containers),
         cap_add=service.cap_add,
         cap_drop=service.cap_drop,
         no_new_privileges=service.no_new_privileges,
+        seccomp=_seccomp_choice(service.seccomp),
         labels=dict(service.labels),
         stop_signal=service.stop_signal,
         stop_timeout=stop_timeout,
@@ -166,3 +209,13 @@ def from_service(
         interactive=service.stdin_open,
         identity=Identity(project, service.name, replica, service.config_hash),
     )
+
+
+def _seccomp_choice(option: str | None) -> str | None:
+    """A service's ``security_opt: [seccomp:...]``: its profile file is read now, as Docker
+    reads it when it makes the container."""
+    if option is None:
+        return None
+    from orchestrator.seccompprofile import read_choice
+
+    return read_choice(option, "security_opt")

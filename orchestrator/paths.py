@@ -29,3 +29,8 @@ def containers_dir(root: Path) -> Path:
 def runtime_dir(root: Path) -> Path:
     """The runtime's own state (what ``python -m runtime --root`` points at)."""
     return root / "runtime"
+
+
+def volumes_dir(root: Path) -> Path:
+    """Named and anonymous volumes: ``<name>/volume.json`` and ``<name>/_data``."""
+    return root / "volumes"

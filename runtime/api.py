@@ -20,9 +20,11 @@ import os
 import select
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+from runtime import hooks
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
 from runtime.launch import LaunchOptions, spawn
@@ -102,18 +104,29 @@ class Runtime:
             stdin=stdin,
         )
         directory = self.root / container_id
-        if self.fork_server:
-            launched = self.fork_server_client().launch(container_id, config, directory, options)
-        else:
-            launched = spawn(container_id, config, directory, options)
-            self._monitors = getattr(self, "_monitors", {})
-            self._monitors[container_id] = launched.monitor_pid
+        try:
+            if self.fork_server:
+                launched = self.fork_server_client().launch(
+                    container_id, config, directory, options
+                )
+            else:
+                launched = spawn(container_id, config, directory, options)
+                self._monitors = getattr(self, "_monitors", {})
+                self._monitors[container_id] = launched.monitor_pid
+        except Error as exc:
+            if str(exc).startswith(tuple(f"{kind} hook" for kind in hooks.CREATE_KINDS)):
+                # a create hook failed: the container is gone; on to the poststop hooks
+                self._run_hooks(config.hooks.get("poststop", ()), container_id, config, "stopped")
+            raise
         if pid_file:
             tmp = f"{pid_file}.tmp"
             with open(tmp, "w") as f:
                 f.write(str(launched.pid))
             os.replace(tmp, pid_file)
-        return self.state(container_id)
+        current = self.state(container_id)
+        if not create_only and "poststart" in config.hooks:
+            self._run_hooks(config.hooks["poststart"], container_id, config, "running", current)
+        return current
 
     def start(self, container_id: str) -> None:
         """Let a created container run its program: the init, all set up and waiting on
@@ -143,6 +156,9 @@ class Runtime:
             pass
         record = dict(current.record, started=timestamp())
         st.write_json_atomic(directory / "state.json", record)
+        if "hooks" in record:
+            poststart = hooks.from_record(record["hooks"], "poststart")
+            self._run_hooks(poststart, container_id, None, "running", current)
 
     def exec(
         self,
@@ -268,7 +284,7 @@ class Runtime:
         """Signal every process in the container's cgroup (``kill --all``)."""
         current = self.state(container_id)
         st.check_transition(container_id, current.status, "kill")
-        self._cgroup(container_id).kill_all(sig)
+        self._cgroup(container_id, current).kill_all(sig)
 
     def wait(
         self, container_id: str, timeout: float | None = None, *, until_removed: bool = False
@@ -366,21 +382,47 @@ class Runtime:
         if current.status == st.STOPPED and current.exit is None:
             self._cleanup_orphan(current)
         shutil.rmtree(current.directory, ignore_errors=True)
+        if "hooks" in current.record:
+            poststop = hooks.from_record(current.record["hooks"], "poststop")
+            self._run_hooks(poststop, container_id, None, "stopped", current)
 
     def pause(self, container_id: str) -> None:
         current = self.state(container_id)
         st.check_transition(container_id, current.status, "pause")
-        self._cgroup(container_id).freeze()
+        self._cgroup(container_id, current).freeze()
 
     def resume(self, container_id: str) -> None:
         current = self.state(container_id)
         st.check_transition(container_id, current.status, "resume")
-        self._cgroup(container_id).thaw()
+        self._cgroup(container_id, current).thaw()
 
     def stats(self, container_id: str) -> Any:
         return self._cgroup(container_id).stats()
 
     # helpers ---------------------------------------------------------------------------------
+
+    def _run_hooks(
+        self,
+        which: tuple[hooks.Hook, ...],
+        container_id: str,
+        config: ContainerConfig | None,
+        status: str,
+        current: st.ContainerState | None = None,
+    ) -> None:
+        """Run poststart or poststop hooks: a failure is a warning (on stderr), as the spec
+        has it; the lifecycle goes on."""
+        if not which:
+            return
+        if current is not None:
+            bundle, annotations = current.bundle, current.record.get("annotations", {})
+        else:
+            assert config is not None
+            bundle, annotations = str(config.bundle), config.annotations
+        pid = current.pid if current is not None and status != st.STOPPED else None
+        state = hooks.state(container_id, status, pid, bundle, annotations)
+        kind = "poststart" if status == st.RUNNING else "poststop"
+        for warning in hooks.run_warning(which, state, kind):
+            print(f"runtime: warning: {warning}", file=sys.stderr)
 
     def fork_server_client(self) -> Any:
         """The client of this root's fork server, which it starts (when none runs) with our
@@ -394,20 +436,26 @@ class Runtime:
     def _cgroup_place(self) -> tuple[str, str, int | None]:
         return (self.cgroup_root, self.cgroup_parent, self.cgroup_version)
 
-    def _cgroup(self, container_id: str) -> Any:
+    def _cgroup(self, container_id: str, current: st.ContainerState | None = None) -> Any:
+        """The container's cgroup manager, where its state says the cgroup is (a config's
+        linux.cgroupsPath), else ``<cgroup_parent>/<id>``."""
         from runtime.cgroups import open_manager
 
+        record = (current or self.state(container_id)).record
         return open_manager(
-            container_id,
+            str(record.get("cgroup") or container_id),
             root=self.cgroup_root,
-            parent=self.cgroup_parent,
+            parent=str(record.get("cgroup_parent", self.cgroup_parent)),
             version=self.cgroup_version,
         )
 
     def _cleanup_orphan(self, current: st.ContainerState) -> None:
         """The monitor died without recording an exit: remove what it would have."""
         try:
-            self._cgroup(current.id).remove()
+            if current.record.get("cgroup", current.id) == current.id:
+                self._cgroup(current.id, current).remove()
+            else:  # a cgroup its config named: maybe not its alone
+                self._cgroup(current.id, current).destroy()
         except Exception as exc:
             raise Error(f"container {current.id}: cannot remove its cgroup: {exc}") from None
 

@@ -103,7 +103,10 @@ def run_command(args: argparse.Namespace) -> int:
     if command in ("create", "run"):
         from runtime.spec import load_bundle
 
-        terminal = load_bundle(args.bundle).terminal
+        config = load_bundle(args.bundle)
+        for warning in config.warnings:
+            print(f"runtime: warning: {warning}", file=sys.stderr)
+        terminal = config.terminal
         options = {
             "pid_file": args.pid_file,
             "log_path": args.log_path,

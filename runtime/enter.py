@@ -18,6 +18,9 @@ the work and answers on the caller's connection:
 - ``socket``: the child joins only the container's network namespace and sends back a socket
   made there (a netlink socket to configure its interfaces, say); the caller keeps using it from
   outside.
+- ``mount`` and ``unmount``: a bind mount into the running container, or out of it; the source
+  is cloned in the host's mount namespace first, then the child joins the container's
+  (runtime.hotmount).
 
 The wire format is in runtime.protocol.
 """
@@ -36,7 +39,7 @@ import struct
 import termios
 from typing import Any, NoReturn
 
-from runtime import init, protocol, users
+from runtime import init, protocol, seccomp, users
 from runtime.channel import Channel
 from runtime.errors import Error, StateError
 from runtime.linux import syscalls as sc
@@ -82,16 +85,23 @@ class Target:
     cgroup_root: str
     cgroup_parent: str
     cgroup_version: int | None
+    cgroup_name: str = ""  # (empty: the id) a config's linux.cgroupsPath may name another
 
     @classmethod
     def of(cls, state: ContainerState, cgroup_place: tuple[str, str, int | None]) -> Target:
+        """``cgroup_place``: (root, parent, version) of the runtime; the state's record says
+        where the container's cgroup is when it is elsewhere."""
         pid_start = state.record.get("pid_start")
+        root, parent, version = cgroup_place
         return cls(
             state.id,
             state.pid,
             int(pid_start) if pid_start is not None else None,
             state.bundle,
-            *cgroup_place,
+            root,
+            str(state.record.get("cgroup_parent", parent)),
+            version,
+            str(state.record.get("cgroup") or state.id),
         )
 
 
@@ -195,12 +205,40 @@ def serve(request: protocol.EnterRequest, conn: socket.socket, stdio: list[int])
                 os.close(fd)
             made = socket.socket(family, kind, proto)
             channel.send(socket=True, fds=(made.fileno(),))
+        elif request.job in ("mount", "unmount"):
+            _serve_mount(target, request.job, request.mount or {})
+            channel.send(done=True)
         else:
             raise Error(f"unknown enter job {request.job!r}")
     except BaseException as exc:
         with contextlib.suppress(BaseException):
             channel.send(error=init.describe(exc))
     os._exit(0)
+
+
+def _serve_mount(target: Target, job: str, spec: dict[str, Any]) -> None:
+    """A mount into the running container, or out of it (runtime.hotmount): the source is
+    opened here first, in the host's mount namespace; then we join the container's."""
+    from runtime import hotmount
+
+    def join() -> None:
+        joins = _open_namespaces(target, ("mnt",))
+        if not joins:  # its mount namespace is ours: a mount would land on the host
+            raise Error(f"container {target.id} shares the host's mount namespace")
+        for fd, flag in joins:
+            try:
+                sc.setns(fd, flag)
+            finally:
+                os.close(fd)
+
+    if job == "mount":
+        try:
+            owner = hotmount.root_ids(target.pid)
+        except OSError:
+            raise StateError(target.id, "stopped", "mount in") from None
+        hotmount.serve_mount(spec, join, owner)
+    else:
+        hotmount.serve_unmount(spec, join)
 
 
 def _open_namespaces(target: Target, names: tuple[str, ...] | None = None) -> list[tuple[int, int]]:
@@ -243,8 +281,10 @@ def _serve_exec(target: Target, raw: dict[str, Any], stdio: list[int], conn: soc
         window=(int(window[0]), int(window[1])),
     )
     config = load_bundle(target.bundle)  # a host path: read before we take the container's root
+    # the container's seccomp filter, compiled while the host's modules are in reach
+    seccomp_filter = seccomp.load(config.seccomp) if config.seccomp else None
     cgroup = open_manager(
-        target.id,
+        target.cgroup_name or target.id,
         root=target.cgroup_root,
         parent=target.cgroup_parent,
         version=target.cgroup_version,
@@ -260,7 +300,7 @@ def _serve_exec(target: Target, raw: dict[str, Any], stdio: list[int], conn: soc
     if child == 0:
         os.close(ready_r)
         try:
-            _become(config, opts, ready_w, conn)
+            _become(config, opts, ready_w, conn, seccomp_filter)
         except BaseException as exc:
             try:
                 os.write(ready_w, init.describe(exc).encode())
@@ -314,7 +354,11 @@ def exit_code(status: int) -> int:
 
 
 def _become(
-    config: ContainerConfig, opts: ExecOptions, ready: int, conn: socket.socket
+    config: ContainerConfig,
+    opts: ExecOptions,
+    ready: int,
+    conn: socket.socket,
+    seccomp_filter: tuple[bytes, int] | None = None,
 ) -> NoReturn:
     env = _merge_env(config.env, opts.env)
     if opts.user is not None:
@@ -344,13 +388,17 @@ def _become(
             os.dup2(fd, target, inheritable=True)
     if opts.tty:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # (we lead a new session: see _open_terminal)
-    ready_obj = init.Ready(executable, env, user, None)
+    ready_obj = init.Ready(executable, env, user, None, seccomp_filter=seccomp_filter)
     init.become_user(config, ready_obj)
     init.reset_signals()
     os.close(ready)  # from here on an error goes to stderr, with a shell's status
     os.closerange(3, 1 << 20)
     try:
+        init.lock_down(config, ready_obj)  # the container's seccomp filter, as its init had
         os.execve(executable, list(opts.args), dict(e.split("=", 1) for e in env))
+    except Error as exc:
+        os.write(2, f"{exc}\n".encode())
+        os._exit(127)
     except OSError as exc:
         os.write(2, f"exec {opts.args[0]}: {exc.strerror}\n".encode())
         os._exit(126 if exc.errno == errno.EACCES else 127)

@@ -17,9 +17,9 @@ import resource
 import stat
 import termios
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from runtime import rootfs, users
+from runtime import hooks, rootfs, seccomp, users
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.linux import caps, loopback
@@ -41,8 +41,12 @@ def run(
     to_monitor: Channel,
     from_monitor: Channel,
     stdio: tuple[int, int, int],
-    exec_fifo: str | None,
+    exec_fifo: str | int | None,
+    seccomp_cache: str | None = None,
+    cgroup_version: int | None = None,
 ) -> NoReturn:
+    """``exec_fifo``: its path, or (in a user namespace, whose root may not open it) a
+    descriptor opened for us."""
     joined = False
 
     def join_cgroup() -> None:
@@ -61,12 +65,28 @@ def run(
             sc.unshare(sc.CLONE_NEWCGROUP)
         joined = True
 
+    def hook_state() -> dict[str, Any]:
+        # The setup child runs prestart and createRuntime hooks (in the runtime's
+        # namespaces), then tells us the state (our pid, as the host sees it).
+        to_monitor.send(hooks=True)
+        message = from_monitor.receive()
+        if not message or "state" not in message:
+            os._exit(1)  # a hook failed: the setup child says so
+        return dict(message["state"])
+
     try:
         mark("init")
         os.setsid()
         enter_namespaces(config)
         mark("init-namespaces")
-        ready = prepare(config, exec_fifo, join_cgroup)
+        ready = prepare(
+            config,
+            exec_fifo,
+            join_cgroup,
+            seccomp_cache=seccomp_cache,
+            hook_state=hook_state,
+            cgroup_version=cgroup_version,
+        )
     except Exception as exc:  # even a bug in setup is one message, and the monitor cleans up
         _report_and_exit(to_monitor, describe(exc))
     _start(config, ready, to_monitor, from_monitor, stdio)
@@ -127,9 +147,14 @@ def execute(config: ContainerConfig, ready: Ready, stdio: tuple[int, int, int]) 
         reset_signals()
         if ready.fifo_fd is not None:  # all done but the exec when `start` comes
             _wait_for_start(ready.fifo_fd)
+        if ready.hook_state is not None:
+            hooks.run(config.hooks.get("startContainer", ()), ready.hook_state, "startContainer")
         mark("exec")
         os.closerange(3, 1 << 20)
+        lock_down(config, ready)
         os.execve(ready.executable, config.args, dict(e.split("=", 1) for e in ready.env))
+    except SetupError as exc:
+        _die(str(exc), 127)
     except OSError as exc:
         _die(f"exec {config.args[0]}: {exc.strerror}", 126 if exc.errno == errno.EACCES else 127)
     except Exception as exc:
@@ -144,45 +169,81 @@ class Ready:
         user: users.ResolvedUser,
         fifo_fd: int | None,
         console: tuple[int, int] | None = None,
+        seccomp_filter: tuple[bytes, int] | None = None,
     ):
         self.executable = executable
         self.env = env
         self.user = user
         self.fifo_fd = fifo_fd
         self.console = console  # (master, slave) of the container's terminal
+        self.seccomp = seccomp_filter  # (program, flags), installed last (lock_down)
+        self.restore_caps: tuple[int, int, int] | None = None  # after it (become_user)
+        self.hook_state: dict[str, Any] | None = None  # the state startContainer hooks read
 
 
 def prepare(
     config: ContainerConfig,
-    exec_fifo: str | None,
+    exec_fifo: str | int | None,
     join_cgroup: Callable[[], None],
     premounted: Premounted | None = None,
+    seccomp_cache: str | None = None,
+    hook_state: Callable[[], dict[str, Any]] | None = None,
+    cgroup_version: int | None = None,
 ) -> Ready:
     """Everything after the namespaces: root filesystem, pivot, checks and limits.
-    ``premounted``: the kernel filesystems a pre-made init mounted ahead (runtime.premount)."""
+    ``premounted``: the kernel filesystems a pre-made init mounted ahead (runtime.premount);
+    ``seccomp_cache``: where compiled seccomp programs are kept (runtime.seccomp.load);
+    ``hook_state``: for a config with hooks, runs the runtime's own (prestart, createRuntime)
+    and gives the state the init's hooks read (runtime.hooks); ``cgroup_version``: of the
+    container's cgroup (its /sys/fs/cgroup mount shows that hierarchy)."""
     if config.hostname:
         sc.sethostname(config.hostname)
     if config.domainname:
         sc.setdomainname(config.domainname)
     # Opened for reading and writing, a FIFO opens at once; the read in _wait_for_start then
     # blocks until `start` writes (after we dropped privileges: opened now, as root).
-    fifo_fd = os.open(exec_fifo, os.O_RDWR | os.O_CLOEXEC) if exec_fifo else None
-    rootfs.mount_rootfs(config, propagation_done=premounted is not None)
-    rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        moved = rootfs.apply_mounts(config, rootfd, join_cgroup, premounted)
+    fifo_fd = exec_fifo if isinstance(exec_fifo, int) else None
+    if isinstance(exec_fifo, str):
+        fifo_fd = os.open(exec_fifo, os.O_RDWR | os.O_CLOEXEC)
+    # Compiled while the host's paths are in reach (the cache, the syscall tables' module).
+    seccomp_filter = None
+    if config.seccomp:
+        mark("seccomp-load")
+        seccomp_filter = seccomp.load(config.seccomp, seccomp_cache)
+        mark("seccomp-loaded")
+    state = None
+    if "mount" not in config.namespaces:
+        # The host's mount namespace: nothing is mounted (it would be the host's); the root
+        # is root.path all the same, by chroot.
         join_cgroup()
-        mark("init-mounted")
-        rootfs.pivot(rootfd)
-        mark("init-pivoted")
-    finally:
-        os.close(rootfd)
-    apply_sysctls(config.sysctl)
-    masked, readonly = premounted.done_masks(moved) if premounted else (frozenset(), frozenset())
-    rootfs.mask_paths(p for p in config.masked_paths if p not in masked)
-    rootfs.readonly_paths(p for p in config.readonly_paths if p not in readonly)
-    if config.root_readonly:
-        rootfs.remount_root_readonly()
+        if config.hooks and hook_state:
+            state = _create_hooks(config, hook_state)
+        apply_sysctls(config.sysctl)
+        if str(config.root_path) != "/":
+            os.chroot(config.root_path)
+        os.chdir("/")
+    else:
+        rootfs.mount_rootfs(config, propagation_done=premounted is not None)
+        rootfd = os.open(config.root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            moved = rootfs.apply_mounts(config, rootfd, join_cgroup, premounted, cgroup_version)
+            join_cgroup()
+            mark("init-mounted")
+            if config.hooks and hook_state:
+                state = _create_hooks(config, hook_state)
+            rootfs.pivot(rootfd)
+            mark("init-pivoted")
+        finally:
+            os.close(rootfd)
+        rootfs.set_root_propagation(config)
+        apply_sysctls(config.sysctl)
+        masked, readonly = (
+            premounted.done_masks(moved) if premounted else (frozenset(), frozenset())
+        )
+        rootfs.mask_paths(p for p in config.masked_paths if p not in masked)
+        rootfs.readonly_paths(p for p in config.readonly_paths if p not in readonly)
+        if config.root_readonly:
+            rootfs.remount_root_readonly()
     user = resolve_user(config)
     env = list(config.env)
     if not any(e.startswith("HOME=") for e in env):
@@ -192,7 +253,18 @@ def prepare(
     apply_limits(config)
     check_capabilities(config)
     console = open_console(user) if config.terminal else None
-    return Ready(executable, env, user, fifo_fd, console)
+    ready = Ready(executable, env, user, fifo_fd, console, seccomp_filter)
+    ready.hook_state = state
+    return ready
+
+
+def _create_hooks(config: ContainerConfig, hook_state: Callable[[], dict[str, Any]]) -> Any:
+    """The runtime runs prestart and createRuntime (``hook_state``), then we run
+    createContainer, in the container's namespaces, before pivot_root. The state, for
+    startContainer later."""
+    state = hook_state()
+    hooks.run(config.hooks.get("createContainer", ()), state, "createContainer")
+    return state
 
 
 def open_console(user: users.ResolvedUser) -> tuple[int, int]:
@@ -210,24 +282,44 @@ def open_console(user: users.ResolvedUser) -> tuple[int, int]:
 
 
 def enter_namespaces(config: ContainerConfig) -> None:
-    for kind, path in config.namespaces.items():
-        if path is None or kind == "user":
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
-        try:
-            sc.setns(fd, NAMESPACE_FLAGS[kind])
-        except OSError as exc:
-            raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+    """Join the namespaces given by path (the user and PID ones were joined by the setup
+    child: see runtime.launch), the mount namespace last (it changes our view of paths);
+    then make the new ones."""
+    joins = sorted(
+        (kind == "mount", kind, path)
+        for kind, path in config.namespaces.items()
+        if path is not None and kind not in ("user", "pid")
+    )
+    for _, kind, path in joins:
+        join_namespace(kind, path)
     flags = config.clone_flags & ~_NOT_HERE
     if flags:
         sc.unshare(flags)
     if flags & sc.CLONE_NEWNET:
         bring_loopback_up()
+
+
+NS_GET_NSTYPE = 0xB703  # ioctl (linux/nsfs.h): a namespace file's CLONE_NEW* type
+
+
+def join_namespace(kind: str, path: str) -> None:
+    """setns into the namespace at ``path``, which must be a ``kind`` namespace."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
+    try:
+        try:
+            nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:
+            nstype = 0
+        if nstype != NAMESPACE_FLAGS[kind]:
+            raise SetupError(f"linux.namespaces: {path} is not a {kind} namespace")
+        sc.setns(fd, nstype)
+    except OSError as exc:
+        raise SetupError(f"joining {kind} namespace {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def bring_loopback_up() -> None:
@@ -343,6 +435,9 @@ def _wait_for_start(fifo_fd: int) -> None:
 
 
 def become_user(config: ContainerConfig, ready: Ready) -> None:
+    """The user, groups and capabilities of the process. With a seccomp filter to install
+    and neither no_new_privileges nor CAP_SYS_ADMIN, CAP_SYS_ADMIN stays effective until
+    ``lock_down`` has installed it (the kernel wants one or the other)."""
     c = config.capabilities
     caps.drop_bounding(c.bounding)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
@@ -352,17 +447,48 @@ def become_user(config: ContainerConfig, ready: Ready) -> None:
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-    caps.apply(c.effective, c.permitted, c.inheritable, c.ambient)
+    borrowed = _borrowed_for_seccomp(config, ready)
+    caps.apply(c.effective | borrowed, c.permitted | borrowed, c.inheritable, c.ambient)
+    if borrowed:
+        valid = (1 << (caps.last_cap() + 1)) - 1
+        ready.restore_caps = (c.effective & valid, c.permitted & valid, c.inheritable & valid)
     if config.no_new_privileges:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+_CAP_SYS_ADMIN = 1 << caps.NUMBERS["CAP_SYS_ADMIN"]
+
+
+def _borrowed_for_seccomp(config: ContainerConfig, ready: Ready) -> int:
+    if ready.seccomp is None or config.no_new_privileges:
+        return 0
+    return _CAP_SYS_ADMIN & ~config.capabilities.effective
+
+
+def lock_down(config: ContainerConfig, ready: Ready) -> None:
+    """Install the seccomp filter, the last step before execve (after the capability drop,
+    so that the calls it makes need not be allowed by the profile); then give back
+    CAP_SYS_ADMIN if it was held only for that."""
+    if ready.seccomp is None:
+        return
+    program, flags = ready.seccomp
+    seccomp.install(program, flags)
+    if ready.restore_caps is not None:
+        try:
+            sc.capset(*ready.restore_caps)
+        except OSError as exc:  # the profile refuses capset(2)
+            raise SetupError(f"seccomp: dropping CAP_SYS_ADMIN after the filter: {exc}") from None
 
 
 def describe(exc: BaseException) -> str:
     """One line for people; the whole traceback when ORCHESTRATOR_DEBUG is set."""
     if os.environ.get("ORCHESTRATOR_DEBUG"):
-        import traceback
+        try:
+            import traceback
 
-        return "".join(traceback.format_exception(exc))
+            return "".join(traceback.format_exception(exc))
+        except Exception:
+            pass  # after pivot_root the host's library may be out of reach
     if isinstance(exc, Error):
         return str(exc)
     if isinstance(exc, OSError):

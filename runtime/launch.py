@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import init, userns
+from runtime import hooks, init, seccomp, userns
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
@@ -253,8 +253,14 @@ def take_over(
     console = terminal[0] if terminal else None
     console_slave = terminal[1] if len(terminal) > 1 else None
     from_setup.close()
+    parent, name, shared, prune = (message or {}).get("cgroup") or (
+        options.cgroup_parent,
+        container_id,
+        False,
+        0,
+    )
     cgroup = _CgroupHandle(
-        container_id, options.cgroup_root, options.cgroup_parent, options.cgroup_version
+        container_id, options.cgroup_root, parent, options.cgroup_version, name, shared, prune
     )
     if not message or "pid" not in message:
         _reap(setup_pid)
@@ -292,7 +298,15 @@ def take_over(
     # The monitor watches from now on: it has the listener before the caller hears of us.
     stdin_w = outputs.stdin_writer()
     watch, extra = watch_message(
-        container_id, pid, directory, options, stdin_w, console, console_slave, mount_ns
+        container_id,
+        pid,
+        directory,
+        options,
+        stdin_w,
+        console,
+        console_slave,
+        mount_ns,
+        (parent, name, shared, prune),
     )
     to_monitor.send(
         watch=watch,
@@ -316,9 +330,13 @@ def watch_message(
     console: int | None,
     console_slave: int | None,
     mount_ns: int | None,
+    place: tuple[str, str, bool, int] | None = None,
 ) -> tuple[dict[str, Any], list[int]]:
     """What the monitor needs to watch a container (``watch_container``), and the descriptors
-    to send along after the listener and the output pipes."""
+    to send along after the listener and the output pipes. ``place``: the cgroup's parent,
+    name, whether other containers may share it, and how many of its parents are ours to
+    remove (``cgroup_place``)."""
+    parent, name, shared, prune = place or (options.cgroup_parent, container_id, False, 0)
     extra = [fd for fd in (stdin_w, console, console_slave, mount_ns) if fd is not None]
     return {
         "id": container_id,
@@ -327,7 +345,7 @@ def watch_message(
         "log": [options.log_path, options.log_max_size, options.log_max_files]
         if options.log_path
         else None,
-        "cgroup": [options.cgroup_root, options.cgroup_parent, options.cgroup_version],
+        "cgroup": [options.cgroup_root, parent, options.cgroup_version, name, shared, prune],
         "cleanup_paths": list(options.cleanup_paths),
         "stdin": stdin_w is not None,
         "console": console is not None,
@@ -352,30 +370,36 @@ def _setup(
         resources = Resources.from_oci(config.resources)
     except (ValueError, TypeError) as exc:
         raise SetupError(f"config.json: linux.resources: {exc}") from None
+    parent, name, shared, prune = cgroup_place(container_id, config, options)
     cgroup = open_manager(
-        container_id,
-        root=options.cgroup_root,
-        parent=options.cgroup_parent,
-        version=options.cgroup_version,
+        name, root=options.cgroup_root, parent=parent, version=options.cgroup_version
     )
     pid = 0
     try:
         from_init, to_setup = socket_pair()
         from_setup, to_init = pipe_pair()
-        fifo = str(directory / "exec.fifo") if options.create_only else None
-        new_userns = config.clone_flags & sc.CLONE_NEWUSER
+        fifo: str | int | None = str(directory / "exec.fifo") if options.create_only else None
+        new_userns = "user" in config.namespaces  # made, or joined by path
         mark("cgroup-create")
         cgroup.create()
         cgroup.set(resources)
         if new_userns:
             # Join the cgroup ourselves while still privileged on the host: the init inherits it.
             cgroup.add_process(os.getpid())
-            config, fifo = userns.stage_host_paths(config, fifo)
-            userns.enter(config)
+            if isinstance(fifo, str):  # (root of the namespace may not open host root's FIFO)
+                fifo = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+            config, _ = userns.stage_host_paths(config, None)
+            userns_path = config.namespaces["user"]
+            if userns_path is None:
+                userns.enter(config)
+            else:
+                userns.join(userns_path)
         if config.clone_flags & sc.CLONE_NEWPID:
             # Our next child becomes PID 1 of a new namespace (owned by the user namespace, when
             # there is one, so that it may mount its /proc); we ourselves stay outside it.
             sc.unshare(sc.CLONE_NEWPID)
+        elif config.namespaces.get("pid"):
+            init.join_namespace("pid", str(config.namespaces["pid"]))  # our next child is in it
         mark("fork-init")
         pid = os.fork()
         if pid == 0:
@@ -383,7 +407,15 @@ def _setup(
                 to_monitor.close()
                 from_init.close()
                 to_init.close()
-                init.run(config, to_setup, from_setup, init_stdio, fifo)
+                init.run(
+                    config,
+                    to_setup,
+                    from_setup,
+                    init_stdio,
+                    fifo,
+                    seccomp.cache_of(directory),
+                    options.cgroup_version,
+                )
             finally:
                 os._exit(1)
         for fd in init_stdio:
@@ -394,30 +426,85 @@ def _setup(
         # The init builds its root filesystem meanwhile; it waits for "go" before it may run
         # anything of the user's or enter its cgroup namespace.
         mark("cgroup-add")
-        if not new_userns:
-            cgroup.add_process(pid)
-        mark("cgroup-added")
-        to_init.send(go=True)
+        try:
+            if not new_userns:
+                cgroup.add_process(pid)
+            mark("cgroup-added")
+            to_init.send(go=True)
+        except BrokenPipeError:
+            pass  # the init has failed already: its own report says why
+        except (OSError, SetupError):
+            if _still_running(pid):
+                raise
+            pid = 0  # (reaped) it has failed: its report says why
         reply = from_init.receive()
+        if reply and reply.get("hooks"):  # its mounts are made: ours run before its pivot
+            hook_state = hooks.state(
+                container_id, "created", pid, str(config.bundle), config.annotations
+            )
+            for kind in ("prestart", "createRuntime"):
+                hooks.run(config.hooks.get(kind, ()), hook_state, kind)
+            to_init.send(state=hook_state)
+            reply = from_init.receive()
         if not reply or not reply.get("ready"):
             _reap(pid)
             pid = 0
             raise SetupError((reply or {}).get("error") or "container setup failed: init died")
         mark("init-ready")
-        record = state_record(container_id, config, options, pid, cgroup, monitor_pid=monitor_pid)
+        record = state_record(
+            container_id,
+            config,
+            options,
+            pid,
+            cgroup,
+            monitor_pid=monitor_pid,
+            place=(parent, name),
+        )
         if not new_userns:
             write_json_atomic(directory / "state.json", record)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
-        _destroy_quietly(cgroup)
+        if not shared and "user" not in config.namespaces:
+            _destroy_quietly(cgroup)  # (in a user namespace we are in it: the helper removes it)
         raise
     fds = tuple(from_init.take_fds())  # the terminal's master and slave, the mount namespace
     extra = {"record": record} if new_userns else {}
-    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")), **extra)
+    place = [parent, name, shared, prune]
+    to_monitor.send(pid=pid, fds=fds, mount_ns=bool(reply.get("mount_ns")), cgroup=place, **extra)
     for fd in fds:
         os.close(fd)
+
+
+def cgroup_place(
+    container_id: str, config: ContainerConfig, options: LaunchOptions
+) -> tuple[str, str, bool, int]:
+    """(parent, name, shared, prune) of the container's cgroup: ``<our parent>/<id>``, or
+    where ``linux.cgroupsPath`` says: an absolute path from the hierarchy's root, a relative
+    one below our parent (the same path is the same cgroup). A cgroup the config names may be
+    shared with other containers: it is removed once empty, its processes never killed; the
+    ``prune`` parents made below ours for a relative path go too once empty."""
+    path = config.cgroups_path
+    if not path:
+        return options.cgroup_parent, container_id, False, 0
+    parts = [p for p in path.split("/") if p]
+    if not parts or (":" in path and not path.startswith("/")):
+        raise SetupError(
+            f"config.json: linux.cgroupsPath {path!r}: give a cgroup path (a systemd"
+            " slice:prefix:name is not supported)"
+        )
+    if path.startswith("/"):
+        return "/".join(parts[:-1]), parts[-1], True, 0
+    return "/".join([options.cgroup_parent, *parts[:-1]]), parts[-1], True, len(parts) - 1
+
+
+def _still_running(pid: int) -> bool:
+    """False once ``pid`` (our child) has ended; it is reaped then."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != pid
+    except ChildProcessError:
+        return False
 
 
 def state_record(
@@ -428,9 +515,12 @@ def state_record(
     cgroup: Any,
     starts: tuple[int | None, int | None] | None = None,
     monitor_pid: int | None = None,
+    place: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """What state.json holds (written by the setup child, the monitor's child, or by a
-    pre-made init). ``starts``: the start times of the init and the monitor, when known."""
+    pre-made init). ``starts``: the start times of the init and the monitor, when known;
+    ``place``: the cgroup's parent and name (``cgroup_place``), when not ours by default."""
+    parent, name = place or (options.cgroup_parent, container_id)
     now = timestamp()
     if monitor_pid is None:
         monitor_pid = os.getppid()
@@ -446,10 +536,18 @@ def state_record(
         "started": None if options.create_only else now,
         "monitor_pid": monitor_pid,
         "monitor_start": starts[1],
-        "cgroup": container_id,
+        "cgroup": name,
+        "cgroup_parent": parent,
         "freezer_state": _freezer_file(cgroup),
         "log_path": options.log_path,
+        **_later_hooks(config),
     }
+
+
+def _later_hooks(config: ContainerConfig) -> dict[str, Any]:
+    """The hooks start and delete run (runtime.hooks), kept with the state."""
+    later = {k: v for k, v in config.hooks.items() if k in ("poststart", "poststop")}
+    return {"hooks": hooks.to_record(later)} if later else {}
 
 
 def _freezer_file(cgroup: Any) -> str | None:

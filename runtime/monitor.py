@@ -183,19 +183,30 @@ class Outputs:
 
 
 class _CgroupHandle:
-    """The container's cgroup as the monitor needs it at the end; made only then."""
+    """The container's cgroup as the monitor needs it at the end; made only then. A cgroup
+    the config named (``shared``: other containers may be in it) is removed once empty, with
+    the ``prune`` parents made for it, and its processes are never killed from here."""
 
-    def __init__(self, container_id: str, root: str, parent: str, version: int | None) -> None:
-        self.container_id = container_id
+    def __init__(
+        self,
+        container_id: str,
+        root: str,
+        parent: str,
+        version: int | None,
+        name: str | None = None,
+        shared: bool = False,
+        prune: int = 0,
+    ) -> None:
+        self.name = name or container_id
         self.where = (root, parent, version)
+        self.shared = shared
+        self.prune = prune  # parents made for it, to remove once empty
         self._manager: Any = None
 
     def manager(self) -> Any:
         if self._manager is None:
             root, parent, version = self.where
-            self._manager = open_manager(
-                self.container_id, root=root, parent=parent, version=version
-            )
+            self._manager = open_manager(self.name, root=root, parent=parent, version=version)
         return self._manager
 
     def oom_killed(self) -> bool:
@@ -205,14 +216,20 @@ class _CgroupHandle:
         return list(self.manager().pids())
 
     def kill_all(self, sig: int) -> None:
-        self.manager().kill_all(sig)
+        if not self.shared:
+            self.manager().kill_all(sig)
 
     def destroy(self) -> None:
-        self.manager().destroy()
+        if not self.shared or not self.pids():
+            self.manager().destroy()
+            self.manager().remove_empty_parents(self.prune)
 
     def remove_all(self) -> None:
         try:
-            self.manager().remove()
+            if self.shared:
+                self.destroy()
+            else:
+                self.manager().remove()
         except Exception:
             pass
 

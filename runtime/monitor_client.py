@@ -70,7 +70,8 @@ def wait_exit(directory: Path, timeout: float | None = None) -> dict[str, Any] |
     received = b""
     if sock is not None:
         try:
-            sock.settimeout(timeout)
+            # (0 would make the socket non-blocking: BlockingIOError, not a timeout)
+            sock.settimeout(None if timeout is None else max(timeout, 1e-6))
             while chunk := sock.recv(4096):
                 received += chunk
         except TimeoutError:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import init, launch, monitor, premount, rootfs
+from runtime import hooks, init, launch, monitor, premount, rootfs, seccomp
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
@@ -307,7 +307,16 @@ def _premade_init(
         listener = monitor._listen(directory)
         write_json_atomic(directory / "state.json", record)
         fifo = str(directory / "exec.fifo") if options.create_only else None
-        ready = init.prepare(config, fifo, lambda: None, premounted)
+        ready = init.prepare(
+            config,
+            fifo,
+            lambda: None,
+            premounted,
+            seccomp.cache_of(directory),
+            lambda: hooks.state(
+                container_id, "created", pid, str(config.bundle), config.annotations
+            ),
+        )
         # Ready: the monitor watches from now on, then the client hears of us.
         handed, mount_ns = init.for_the_monitor(ready)
         console = handed[:2] if ready.console else ()
@@ -343,6 +352,19 @@ def _receive_request(sock: socket.socket) -> tuple[bytes, list[int]]:
     return data, list(fds)
 
 
+_WARM_UP_PROFILE = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+        {
+            "names": ["ioctl"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}],
+        },
+    ],
+}
+
+
 def _warm_up(shape: _Shape, cgroup: Any) -> None:
     """Run what the request will run, minus its effects: the first execution in a freshly
     forked process copies pages and fills caches, milliseconds better spent now."""
@@ -356,12 +378,18 @@ def _warm_up(shape: _Shape, cgroup: Any) -> None:
     cgroup.set(Resources.from_oci(config.resources))
     record = launch.state_record("_warm-up", config, options, 1, cgroup, (0, 0), monitor_pid=0)
     json.dumps(record)
+    # the cache's path (and once, the compiler's) that the request's filter will take
+    seccomp.load(_WARM_UP_PROFILE, seccomp.cache_of(shape.staging))
 
 
 def unfit(config: ContainerConfig, options: LaunchOptions, shape: _Shape) -> str | None:
     """Why a pre-made init cannot serve ``config`` (None when it can)."""
     if (options.cgroup_root, options.cgroup_parent) != (shape.cgroup_root, shape.cgroup_parent):
         return "its cgroup lives elsewhere than the pool's"
+    if config.cgroups_path:
+        return "its config names its cgroup (linux.cgroupsPath)"
+    if "prestart" in config.hooks or "createRuntime" in config.hooks:
+        return "it has hooks to run in the runtime's namespaces"
     if config.clone_flags != POOL_CLONE_FLAGS or any(path for path in config.namespaces.values()):
         return "namespaces differ from the default set"
     if options.inherit_stdio or options.stdin:

@@ -13,7 +13,8 @@ Who talks to whom:
   ``enter``   + an ``EnterRequest`` (one more line), with stdio for an exec. The answer comes
               from a fresh child of the server (runtime.enter): ``{"terminal": true}`` with the
               terminal's master, ``{"socket": true}`` with a socket, then ``{"exit_code"}`` or
-              ``{"error"}``; the caller may send ``{"signal": N}`` lines meanwhile.
+              ``{"error"}``; the caller may send ``{"signal": N}`` lines meanwhile. A ``mount``
+              or ``unmount`` job answers ``{"done": true}`` or ``{"error"}``.
   ``ping``    answered ``{"pong": PID, "pool": READY}``.
   ``stop``    ends the server.
 
@@ -35,7 +36,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
 
-VERSION = 3
+VERSION = 4
 FORK_SERVER_SOCKET = f"forkserver.{VERSION}.sock"
 MONITOR_SOCKET = "monitor.sock"
 MAX_REQUEST = 1024 * 1024
@@ -64,13 +65,15 @@ def encode(**message: Any) -> bytes:
 @dataclass(frozen=True)
 class EnterRequest:
     """Work inside a running container (runtime.enter): ``job`` is ``exec`` (with ``exec``:
-    args, env, user, cwd, tty, window) or ``socket`` (with ``socket``: family, type, proto);
+    args, env, user, cwd, tty, window), ``socket`` (with ``socket``: family, type, proto),
+    ``mount`` or ``unmount`` (with ``mount``: runtime.hotmount.MountSpec as a dict);
     ``target`` names the container (runtime.enter.Target as a dict)."""
 
     job: str
     target: dict[str, Any]
     exec: dict[str, Any] | None = None
     socket: list[int] | None = field(default=None)
+    mount: dict[str, Any] | None = None
 
     def to_wire(self) -> bytes:
         return ENTER + b"\n" + json.dumps(asdict(self)).encode() + b"\n"
@@ -84,6 +87,7 @@ class EnterRequest:
             target=dict(raw["target"]),
             exec=raw.get("exec"),
             socket=raw.get("socket"),
+            mount=raw.get("mount"),
         )
 
 

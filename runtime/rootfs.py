@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from runtime import bindmount
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.spec import ContainerConfig, Mount
@@ -121,6 +122,10 @@ def mount_rootfs(config: ContainerConfig, propagation_done: bool = False) -> Non
     if config.rootfs_propagation & (sc.MS_PRIVATE | sc.MS_SLAVE | sc.MS_SHARED):
         sc.mount(None, "/", None, config.rootfs_propagation)
     root = str(config.root_path)
+    if config.rootfs_propagation & sc.MS_SHARED:
+        # pivot_root refuses a new root under a shared mount: its parent becomes private (as
+        # runc does); the root's own propagation is set after the pivot (set_root_propagation)
+        make_parent_private(root)
     if config.overlay:
         os.makedirs(root, exist_ok=True)
         mount_overlay(
@@ -132,6 +137,28 @@ def mount_rootfs(config: ContainerConfig, propagation_done: bool = False) -> Non
 
 def make_slave() -> None:
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+
+
+def make_parent_private(path: str) -> None:
+    """Make the mount that holds ``path`` private if it is shared."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4]
+            inside = point == "/" or path == point or path.startswith(point + "/")
+            if inside and len(point) >= len(best):
+                best = point
+                shared = any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
+    if shared:
+        sc.mount(None, best, None, sc.MS_PRIVATE)
+
+
+def set_root_propagation(config: ContainerConfig) -> None:
+    """After pivot_root: the root's propagation as the config asks (shared and unbindable
+    can only be set now: see mount_rootfs)."""
+    if config.rootfs_propagation & (sc.MS_SHARED | sc.MS_SLAVE | sc.MS_UNBINDABLE):
+        sc.mount(None, "/", None, config.rootfs_propagation)
 
 
 def mount_overlay(lowerdirs: tuple[str, ...], upper: str, work: str, target: str) -> None:
@@ -164,9 +191,11 @@ def apply_mounts(
     rootfd: int,
     before_cgroup_mount: Callable[[], None],
     premounted: Premounted | None = None,
+    cgroup_version: int | None = None,
 ) -> frozenset[str]:
     """Mount ``config.mounts`` in order; a tree of ``premounted`` that fits the config moves in
-    whole instead. Returns the trees so moved."""
+    whole instead. Returns the trees so moved. ``cgroup_version``: of the hierarchy the
+    container's cgroup is in (default: the host's layout decides its cgroup mount)."""
     moved = premounted.fitting(config) if premounted else frozenset()
     for m in config.mounts:
         tree = tree_of(m.destination) if moved else None
@@ -175,15 +204,19 @@ def apply_mounts(
                 assert premounted is not None
                 premounted.move_into(rootfd, tree)
             continue
-        if m.type == "cgroup":
-            before_cgroup_mount()
         try:
-            mount_one(rootfd, m)
+            if m.type == "cgroup":
+                before_cgroup_mount()
+                _mount_cgroup(rootfd, m, cgroup_version)
+            else:
+                mount_one(rootfd, m)
         except SetupError:
             raise
         except OSError as exc:
             raise SetupError(f"mount {m.type} on {m.destination}: {exc.strerror}") from None
     if any(m.destination == "/dev" for m in config.mounts):
+        # In the cgroup first: its device rules, not the moment of the move, decide mknod.
+        before_cgroup_mount()
         with opened(open_in_root(rootfd, "dev", os.O_RDONLY | os.O_DIRECTORY)) as devfd:
             make_devices(config, devfd, defaults="/dev" not in moved)
     return moved
@@ -192,6 +225,9 @@ def apply_mounts(
 def mount_one(rootfd: int, m: Mount) -> None:
     if m.type == "cgroup":
         _mount_cgroup(rootfd, m)
+        return
+    if m.is_bind and bindmount.available():
+        _bind_one(rootfd, m)
         return
     source_is_dir = True
     if m.is_bind:
@@ -222,12 +258,31 @@ def mount_one(rootfd: int, m: Mount) -> None:
                 sc.mount(None, fd_path(again), None, m.propagation)
 
 
-def _mount_cgroup(rootfd: int, m: Mount) -> None:
-    """The container's own cgroup view (read-only unless asked): cgroup2, or v1 controllers."""
+def _bind_one(rootfd: int, m: Mount) -> None:
+    """A bind mount through runtime.bindmount: the source cloned (on the host side, before
+    pivot_root) with its flags already set, attached on the target resolved inside the root;
+    no path is looked up twice."""
+    flags = m.flags & ~(sc.MS_REMOUNT | sc.MS_BIND)
+    try:
+        tree = bindmount.clone(m.source, bool(flags & sc.MS_REC), flags, m.clear_flags)
+    except OSError as exc:
+        raise SetupError(f"bind mount source {m.source}: {os.strerror(exc.errno or 0)}") from None
+    with opened(tree):
+        is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
+        make = ensure_dir if is_dir else ensure_file
+        with opened(make(rootfd, m.destination)) as target_fd:
+            bindmount.attach(tree, target_fd, m.propagation)
+
+
+def _mount_cgroup(rootfd: int, m: Mount, version: int | None = None) -> None:
+    """The container's own cgroup view (read-only unless asked): cgroup2, or v1 controllers.
+    ``version``: of the container's cgroup (on a hybrid host, 2 for one in the unified
+    hierarchy); by default the host's layout decides."""
     ro = m.flags & sc.MS_RDONLY
     base = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    unified = version == 2 if version else os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     with opened(ensure_dir(rootfd, m.destination)) as fd:
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        if unified:
             sc.mount("cgroup2", fd_path(fd), "cgroup2", base | ro)
             return
         sc.mount("tmpfs", fd_path(fd), "tmpfs", base, "mode=755")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
+from runtime.hooks import Hook
 from runtime.linux import caps
 from runtime.linux import syscalls as sc
 
@@ -186,6 +187,10 @@ class ContainerConfig:
     rootfs_propagation: int
     overlay: Overlay | None
     annotations: dict[str, str] = field(default_factory=dict)
+    # linux.seccomp as it is: the init compiles it (runtime.seccomp, which also checks it)
+    seccomp: dict[str, Any] | None = None
+    hooks: dict[str, tuple[Hook, ...]] = field(default_factory=dict)  # runtime.hooks
+    warnings: tuple[str, ...] = ()  # settings this host cannot apply and need not (see below)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -342,7 +347,11 @@ def parse_config(raw: Any, bundle: Path) -> ContainerConfig:
             raise nsr.fail("type", f"namespace {kind!r} listed twice")
         namespaces[kind] = nsr.get("path", str, None)
     if "mount" not in namespaces:
-        raise linux.fail("namespaces", "a mount namespace is required")
+        # The host's mount namespace: nothing may be mounted (it would be the host's).
+        if overlay is not None:
+            raise top.fail("annotations", "an overlay root filesystem needs a mount namespace")
+        if root.get("readonly", bool, False):
+            raise root.fail("readonly", "a read-only root needs a mount namespace")
 
     mounts = tuple(_parse_mount(m, i) for i, m in enumerate(top.get("mounts", list, [])))
     uid_maps = _parse_mappings(linux, "uidMappings")
@@ -369,6 +378,10 @@ def parse_config(raw: Any, bundle: Path) -> ContainerConfig:
     for key, value in sysctl.items():
         if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9_.\-/]+", key) or ".." in key:
             raise linux.fail("sysctl", f"invalid entry {key!r}")
+        owner = sysctl_namespace(key)
+        if owner not in namespaces:
+            why = f"without a {owner} namespace" if owner else "(it is not namespaced)"
+            raise linux.fail("sysctl", f"{key} would change the host's value {why}")
 
     config = ContainerConfig(
         bundle=bundle,
@@ -401,9 +414,104 @@ def parse_config(raw: Any, bundle: Path) -> ContainerConfig:
         rootfs_propagation=_PROPAGATION[propagation_name],
         overlay=overlay,
         annotations=dict(annotations),
+        seccomp=linux.get("seccomp", dict, None),
+        hooks=_parse_hooks(top),
+        warnings=_security_labels(process, linux) + _unmounted(raw, namespaces),
         raw=raw,
     )
     return config
+
+
+# Sysctls that belong to a namespace (runc's list, kernel/ipc and net): others are the host's.
+_IPC_SYSCTLS = frozenset(
+    [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ]
+)
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace whose value sysctl ``key`` sets (None: a host-wide one)."""
+    name = key.replace("/", ".")
+    if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+        return "ipc"
+    if name.startswith("net."):
+        return "network"
+    if name in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+def _parse_hooks(top: _Reader) -> dict[str, tuple[Hook, ...]]:
+    raw = top.get("hooks", dict, None)
+    if not raw:
+        return {}
+    from runtime import hooks
+
+    return hooks.parse(raw)
+
+
+# (config key, the security module that applies it)
+_LABELS = (
+    ("process.apparmorProfile", "AppArmor"),
+    ("process.selinuxLabel", "SELinux"),
+    ("linux.mountLabel", "SELinux"),
+)
+
+
+def security_module_active(module: str) -> bool:
+    """Whether the host enforces AppArmor or SELinux (runc's tests)."""
+    if module == "SELinux":
+        return os.path.exists("/sys/fs/selinux/enforce")
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().startswith("Y")
+    except OSError:
+        return False
+
+
+def _security_labels(process: _Reader, linux: _Reader) -> tuple[str, ...]:
+    """AppArmor profiles and SELinux labels are not applied by this runtime: on a host where
+    that module is active, asking for one is an error (the container would run unconfined);
+    where it is not, nothing could apply it, and the caller is warned."""
+    warnings = []
+    for key, module in _LABELS:
+        reader = process if key.startswith("process.") else linux
+        if not reader.get(key.partition(".")[2], str, ""):
+            continue
+        if security_module_active(module):
+            raise reader.fail(
+                key.partition(".")[2],
+                f"{module} is active on this host, and this runtime cannot apply it",
+            )
+        warnings.append(f"{key} ignored: {module} is not enabled on this host")
+    return tuple(warnings)
+
+
+def _unmounted(raw: dict[str, Any], namespaces: dict[str, str | None]) -> tuple[str, ...]:
+    """Without a mount namespace nothing is mounted (it would be the host's): say what the
+    config asked for that is left undone."""
+    if "mount" in namespaces:
+        return ()
+    linux = raw.get("linux") or {}
+    asked = [key for key in ("mounts",) if raw.get(key)] + [
+        f"linux.{key}"
+        for key in ("maskedPaths", "readonlyPaths", "devices", "rootfsPropagation")
+        if linux.get(key)
+    ]
+    if not asked:
+        return ()
+    return (
+        f"{', '.join(asked)} ignored: without a mount namespace the container shares the"
+        " host's mounts (its root is root.path, by chroot)",
+    )
 
 
 def _check_hostname(reader: _Reader, key: str, value: str) -> None:

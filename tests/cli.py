@@ -14,8 +14,6 @@ Orc = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def make_orc(state_root: Path) -> Orc:
-    env = dict(os.environ, ORCHESTRATOR_ROOT=str(state_root))
-
     def run(
         *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
@@ -23,7 +21,7 @@ def make_orc(state_root: Path) -> Orc:
             [sys.executable, "-m", "orchestrator", *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=dict(os.environ, ORCHESTRATOR_ROOT=str(state_root)),  # (as the test set it now)
             cwd=REPO,
             timeout=timeout,
             stdin=subprocess.DEVNULL,

@@ -70,6 +70,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove their anonymous volumes")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_rm)
 
@@ -110,9 +111,13 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--user", help="user[:group], by name or id, from the image's /etc/passwd")
     p.add_argument("-w", "--workdir")
     p.add_argument("-h", "--hostname")
-    p.add_argument("--network", "--net", default="none", help="none (default for now) or host")
+    _add_network_options(p)
     p.add_argument("--entrypoint")
-    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--read-only", action="store_true", help="read-only root; volumes stay rw")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="[SRC:]DST[:OPTS]")
+    p.add_argument("--mount", action="append", default=[], metavar="type=...,target=...")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:size=..,mode=..]")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]")
     p.add_argument("--cap-add", action="append", default=[])
     p.add_argument("--cap-drop", action="append", default=[])
     p.add_argument("--security-opt", action="append", default=[])
@@ -130,6 +135,7 @@ def _containers(args: argparse.Namespace) -> Any:
 
 def _options(args: argparse.Namespace) -> Any:
     from orchestrator.description import ContainerDescription
+    from orchestrator.mountspec import from_flags as mount_fields
     from orchestrator.stack.units import UnitError, parse_cpus, parse_size
 
     def size(value: str | None, flag: str) -> int | None:
@@ -150,11 +156,19 @@ def _options(args: argparse.Namespace) -> Any:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     no_new_privileges = False
+    seccomp: str | None = None
     for opt in args.security_opt:
         if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
             no_new_privileges = True
+        elif opt.startswith(("seccomp=", "seccomp:")):
+            from orchestrator.seccompprofile import read_choice
+
+            seccomp = read_choice(opt[len("seccomp=") :], f"--security-opt {opt}")
         else:
-            raise UserError(f"--security-opt {opt}: only no-new-privileges is supported")
+            raise UserError(
+                f"--security-opt {opt}: only no-new-privileges and seccomp=unconfined|FILE"
+                " are supported"
+            )
     try:
         cpus = parse_cpus(args.cpus, "--cpus") if args.cpus is not None else None
     except UnitError as exc:
@@ -166,6 +180,7 @@ def _options(args: argparse.Namespace) -> Any:
     if args.pids_limit is not None and args.pids_limit == 0:
         raise UserError("--pids-limit must be positive, or -1 for unlimited")
     return ContainerDescription(
+        **_network_fields(args),
         image=args.image,
         command=tuple(cmd) if cmd else None,
         entrypoint=tuple(args.entrypoint.split()) if args.entrypoint is not None else None,
@@ -174,7 +189,6 @@ def _options(args: argparse.Namespace) -> Any:
         user=args.user,
         workdir=args.workdir,
         hostname=args.hostname,
-        network=args.network,
         memory=size(args.memory, "--memory"),
         memory_swap=size(args.memory_swap, "--memory-swap"),
         memory_reservation=size(args.memory_reservation, "--memory-reservation"),
@@ -183,15 +197,44 @@ def _options(args: argparse.Namespace) -> Any:
         pids_limit=args.pids_limit,
         auto_remove=args.rm,
         read_only=args.read_only,
+        **mount_fields(args.volume, args.mount, args.tmpfs, args.volumes_from),
         cap_add=tuple(args.cap_add),
         cap_drop=tuple(args.cap_drop),
         no_new_privileges=no_new_privileges,
+        seccomp=seccomp,
         labels=labels,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         tty=args.tty,
         interactive=args.interactive,
     )
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--network",
+        "--net",
+        action="append",
+        default=[],
+        help="none (the default), host, container:NAME, or a network (repeatable)",
+    )
+    p.add_argument("--network-alias", action="append", default=[], help="a name on the network")
+    p.add_argument("--ip", help="its IPv4 address on the (first) network")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOST:]PORT")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP")
+    p.add_argument("--dns", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", action="append", default=[])
+    p.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]")
+    p.add_argument("--domainname")
+
+
+def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    from orchestrator.netflags import network_fields
+
+    return network_fields(args)
 
 
 def _read_env_file(path: str) -> list[str]:
@@ -218,16 +261,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         attached = containers.start(container, attach=not args.detach, terminal=terminal)
     except BaseException:
-        containers.remove(container, force=True)
+        containers.remove(container, force=True, volumes=True)
         raise
     if attached is None:
         print(container.id)
         return 0
-    if attached.console is not None:
-        return _attach_terminal(
-            containers, container, attached.waiter, attached.console, remove=args.rm
-        )
-    return _attach(containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin)
+    try:
+        if attached.console is not None:
+            return _attach_terminal(
+                containers, container, attached.waiter, attached.console, remove=args.rm
+            )
+        return _attach(containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin)
+    finally:
+        if args.rm and container.options.network not in ("none", "host"):
+            containers.networks.release(container.id)  # its peers forget it now
+        if args.rm:
+            _collect_volumes(containers)
+
+
+def _collect_volumes(containers: Any) -> None:
+    """The anonymous volumes of a --rm container go with it (once its monitor removed it)."""
+    from orchestrator.volumes import Volumes
+
+    Volumes(containers.root).collect()
 
 
 def _attach_terminal(
@@ -434,7 +490,7 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    return _for_each(args, lambda cs, c: cs.remove(c, force=args.force))
+    return _for_each(args, lambda cs, c: cs.remove(c, force=args.force, volumes=args.volumes))
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -473,6 +529,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out = []
     for name in args.containers:
         container = containers.get(name)
-        out.append({**container.record, "state": containers.status(container)})
+        networks = containers.networks
+        out.append(
+            {
+                **container.record,
+                "state": containers.status(container),
+                "networks": networks.addresses(container.id),
+                "ports": [b.to_record() for b in networks.bindings(container.id)],
+            }
+        )
     print(json.dumps(out, indent=2))
     return 0

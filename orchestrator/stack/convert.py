@@ -198,7 +198,7 @@ def convert_service(ctx: Context, name: str, raw: dict[str, Any]) -> Service:
             ctx.parse(at("cap_drop", i), parse_capability, c)
             for i, c in enumerate(raw.get("cap_drop") or [])
         ),
-        no_new_privileges=_security_opt(ctx, at("security_opt"), raw.get("security_opt") or []),
+        **_security_opt(ctx, at("security_opt"), raw.get("security_opt") or []),
         sysctls=FrozenMap(_sysctls(ctx, at("sysctls"), raw.get("sysctls"))),
         tty=bool(raw.get("tty", False)),
         stdin_open=bool(raw.get("stdin_open", False)),
@@ -292,18 +292,27 @@ def _links(ctx: Context, path: PathKey, value: list[str]) -> tuple[Link, ...]:
     return tuple(out)
 
 
-def _security_opt(ctx: Context, path: PathKey, value: list[str]) -> bool:
+def _security_opt(ctx: Context, path: PathKey, value: list[str]) -> dict[str, Any]:
+    """no-new-privileges[:true|false]; seccomp:unconfined or seccomp:PROFILE.json (a path
+    from the project directory, read when the container is made)."""
     nnp = False
+    seccomp: str | None = None
     for i, opt in enumerate(value):
         key, _, val = opt.replace("=", ":", 1).partition(":")
+        if key == "seccomp":
+            if not val:
+                raise ctx.error((*path, i), "seccomp takes unconfined or a profile file")
+            seccomp = val if val == "unconfined" else ctx.host_path(val)
+            continue
         if key != "no-new-privileges":
             raise ctx.error(
-                (*path, i), f"security_opt {opt!r} is not supported yet (only no-new-privileges)"
+                (*path, i),
+                f"security_opt {opt!r} is not supported yet (only no-new-privileges and seccomp)",
             )
         if val not in ("", "true", "false"):
             raise ctx.error((*path, i), "no-new-privileges takes true or false")
         nnp = val != "false"
-    return nnp
+    return {"no_new_privileges": nnp, "seccomp": seccomp}
 
 
 def _sysctls(ctx: Context, path: PathKey, value: Any) -> dict[str, str]:

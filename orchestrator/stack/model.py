@@ -266,6 +266,7 @@ class Service:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
+    seccomp: str | None = None  # "unconfined", a profile file, or None: Docker's default
     sysctls: FrozenMap[str, str] = field(default_factory=_empty)
     tty: bool = False
     stdin_open: bool = False

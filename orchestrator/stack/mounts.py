@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from orchestrator.mountspec import normalize, refused_target
 from orchestrator.stack.context import Context, absolute_path, list_or_dict, scalar_text
 from orchestrator.stack.model import FrozenMap, Mount, Volume, VolumesFrom
 from orchestrator.stack.units import parse_mode, parse_size
@@ -52,7 +53,7 @@ def convert_mount(ctx: Context, path: PathKey, value: Any) -> Mount:
     if isinstance(value, str):
         return _short_volume(ctx, path, value)
     kind = value["type"]
-    target = absolute_path(ctx, (*path, "target"), value["target"], "target")
+    target = _target(ctx, (*path, "target"), value["target"], "target")
     source = value.get("source")
     read_only = bool(value.get("read_only", False))
     if kind == "bind":
@@ -101,9 +102,9 @@ def _short_volume(ctx: Context, path: PathKey, text: str) -> Mount:
     if len(parts) > 3:
         raise ctx.error(path, f"volume {text!r} must be [SOURCE:]TARGET[:MODE]")
     if len(parts) == 1:
-        return Mount("volume", absolute_path(ctx, path, parts[0], "volume target"))
+        return Mount("volume", _target(ctx, path, parts[0], "volume target"))
     source, target = parts[0], parts[1]
-    target = absolute_path(ctx, path, target, "volume target")
+    target = _target(ctx, path, target, "volume target")
     read_only = False
     propagation = selinux = None
     nocopy = False
@@ -137,6 +138,16 @@ def _short_volume(ctx: Context, path: PathKey, text: str) -> Mount:
     return Mount("volume", target, source, read_only, nocopy=nocopy)
 
 
+def _target(ctx: Context, path: PathKey, value: str, what: str) -> str:
+    """An absolute target, refused where the runtime owns the place (/, /proc, /sys, /dev...),
+    here at config time rather than when the container starts."""
+    target = absolute_path(ctx, path, value, what)
+    reason = refused_target(target)
+    if reason:
+        raise ctx.error(path, reason)
+    return normalize(target)
+
+
 def _check_volume(ctx: Context, path: PathKey, name: str) -> None:
     if name not in ctx.declared_volumes:
         raise ctx.error(
@@ -168,7 +179,7 @@ def convert_tmpfs(ctx: Context, path: PathKey, value: Any) -> tuple[Mount, ...]:
     for i, item in enumerate(items):
         where = path if isinstance(value, str) else (*path, i)
         target, _, opts = item.partition(":")
-        target = absolute_path(ctx, where, target, "tmpfs target")
+        target = _target(ctx, where, target, "tmpfs target")
         size = mode = None
         read_only = False
         for opt in filter(None, opts.split(",")):

@@ -224,6 +224,8 @@ def service_dict(s: Service) -> dict[str, Any]:
         d["cap_drop"] = list(s.cap_drop)
     if s.no_new_privileges:
         d["security_opt"] = ["no-new-privileges:true"]
+    if s.seccomp:
+        d.setdefault("security_opt", []).append(f"seccomp:{s.seccomp}")
     if s.sysctls:
         d["sysctls"] = dict(s.sysctls)
     if s.profiles:

@@ -20,14 +20,14 @@ import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-# No stubs for jsonschema are installed (types-jsonschema is not a dependency).
-from jsonschema import Draft202012Validator, validators  # type: ignore[import-untyped]
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.stack.fastcheck import Check, Unsupported, compile_schema, unique
 from orchestrator.stack.yamlsafe import Locator, PathKey
+
+if TYPE_CHECKING:
+    # No stubs for jsonschema are installed (types-jsonschema is not a dependency).
+    from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 MAX_ERRORS = 50
 # Package data: a link to schemas/stack.schema.json in the source tree, a copy once installed.
@@ -46,16 +46,19 @@ def _unique_items(
 ) -> Iterator[ValidationError]:
     # jsonschema compares unhashable items pairwise, which a hostile list of 100 000 mappings
     # turns into minutes; the same JSON equality through hashing is linear.
+    from jsonschema.exceptions import ValidationError
+
     if wanted and validator.is_type(instance, "array") and not unique(instance):
         yield ValidationError("has non-unique elements")
 
 
-_Validator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
-
-
 @cache
 def validator() -> Any:
-    return _Validator(schema())
+    """jsonschema's validator: imported only when needed (a valid file passes the compiled
+    check alone, and ``import jsonschema`` costs some 40 ms of every command)."""
+    from jsonschema import Draft202012Validator, validators  # type: ignore[import-untyped]
+
+    return validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})(schema())
 
 
 @cache

@@ -166,10 +166,13 @@ def check_name(name: str, what: str = "cgroup name") -> str:
     return name
 
 
-def check_parent(parent: str) -> str:
-    """A relative parent path such as ``orchestrator`` or ``orchestrator/project``."""
+def check_parent(parent: str, allow_root: bool = False) -> str:
+    """A relative parent path such as ``orchestrator`` or ``orchestrator/project``; with
+    ``allow_root``, ``""`` (the hierarchy's root: an OCI ``cgroupsPath`` such as ``/name``)."""
     parts = [p for p in parent.split("/") if p]
     if not parts:
+        if allow_root:
+            return ""
         raise Error("cgroup parent must not be empty")
     for part in parts:
         check_name(part, "cgroup parent component")

@@ -16,6 +16,7 @@ the same name and act on the same cgroup.
 from __future__ import annotations
 
 import abc
+import os
 import signal as _signal
 from dataclasses import dataclass
 
@@ -103,6 +104,22 @@ class Manager(abc.ABC):
         if self.exists():
             self.kill_all(_signal.SIGKILL)
             self.destroy()
+
+    def unique_dirs(self) -> list[str]:
+        """The cgroup's directory in each hierarchy it lives in."""
+        raise NotImplementedError
+
+    def remove_empty_parents(self, levels: int) -> None:
+        """Remove up to ``levels`` parents of the cgroup that are left empty (best effort: a
+        parent another cgroup still uses stays). For parents made for a config's
+        ``cgroupsPath`` below ours."""
+        for directory in self.unique_dirs():
+            for _ in range(levels):
+                directory = os.path.dirname(directory)
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
 
     @abc.abstractmethod
     def destroy(self) -> None:

@@ -146,6 +146,11 @@ class Resources:
             if not isinstance(devices, Sequence) or isinstance(devices, str):
                 raise Error("linux.resources.devices must be a list")
             rules = tuple(_device(i, d) for i, d in enumerate(devices))
+            # The devices every container has (config-linux.md, "Default Devices") stay
+            # usable whatever the config's rules say: the default allow list comes last, as
+            # runc and crun append it (unless the config ends with it already, as ours do).
+            if rules[-len(DEFAULT_DEVICE_RULES) :] != DEFAULT_DEVICE_RULES:
+                rules += DEFAULT_DEVICE_RULES
         shares = _int(cpu, "cpu.shares")
         quota = _int(cpu, "cpu.quota")
         period = _int(cpu, "cpu.period")

@@ -208,9 +208,9 @@ class V1Manager(Manager):
 
     def __init__(self, name: str, *, root: str = "/sys/fs/cgroup", parent: str = "orchestrator"):
         self.name = _files.check_name(name)
-        self.parent = _files.check_parent(parent)
+        self.parent = _files.check_parent(parent, allow_root=True)
         self.root = root
-        self.path = f"{self.parent}/{self.name}"
+        self.path = f"{self.parent}/{self.name}" if self.parent else self.name
         mounted, self._acting = layout(root)
         # subsystem name -> the container's directory in that hierarchy, mounted ones only
         self.dirs = {name: f"{hierarchy}/{self.path}" for name, hierarchy in mounted.items()}

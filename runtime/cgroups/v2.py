@@ -51,9 +51,9 @@ class V2Manager(Manager):
 
     def __init__(self, name: str, *, root: str = "/sys/fs/cgroup", parent: str = "orchestrator"):
         self.name = _files.check_name(name)
-        self.parent = _files.check_parent(parent)
+        self.parent = _files.check_parent(parent, allow_root=True)
         self.root = root
-        self.path = f"{self.parent}/{self.name}"
+        self.path = f"{self.parent}/{self.name}" if self.parent else self.name
         self.dir = os.path.join(root, self.path)
 
     def _file(self, leaf: str) -> str:
@@ -88,6 +88,9 @@ class V2Manager(Manager):
 
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
+
+    def unique_dirs(self) -> list[str]:
+        return [self.dir]
 
     def add_process(self, pid: int) -> None:
         _files.write(self._file("cgroup.procs"), str(pid))

@@ -2,7 +2,8 @@
 
 Sets are handled as 64-bit masks. The bounding set is trimmed first (it needs CAP_SETPCAP, which
 we still hold), then the user switch keeps permitted caps (PR_SET_KEEPCAPS), then capset sets
-effective/permitted/inheritable and the ambient set is cleared or raised.
+effective/permitted/inheritable and the ambient set is cleared or raised (an ambient capability
+that is not also permitted and inheritable is left out).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def apply(effective: int, permitted: int, inheritable: int, ambient: int) -> Non
     valid = (1 << (last_cap() + 1)) - 1
     syscalls.capset(effective & valid, permitted & valid, inheritable & valid)
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    # The kernel raises an ambient capability only if it is permitted and inheritable: others
+    # are left out, as crun does (runc warns), rather than failing the start.
+    ambient &= permitted & inheritable
     for cap in range(last_cap() + 1):
         if ambient >> cap & 1:
             syscalls.prctl(syscalls.PR_CAP_AMBIENT, 2, cap)  # PR_CAP_AMBIENT_RAISE

@@ -68,17 +68,25 @@ _MACHINE = platform.machine()
 _SYSCALLS = {
     "x86_64": {
         "pivot_root": 155,
+        "seccomp": 317,
         "openat2": 437,
         "capget": 125,
         "capset": 126,
         "pidfd_send_signal": 424,
+        "open_tree": 428,
+        "move_mount": 429,
+        "mount_setattr": 442,
     },
     "aarch64": {
         "pivot_root": 41,
+        "seccomp": 277,
         "openat2": 437,
         "capget": 90,
         "capset": 91,
         "pidfd_send_signal": 424,
+        "open_tree": 428,
+        "move_mount": 429,
+        "mount_setattr": 442,
     },
 }[_MACHINE]
 
@@ -178,6 +186,77 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     return _check(res, "openat2", path)
 
 
+# The new mount API (Linux 5.2; mount_setattr 5.12): a mount made detached, its attributes
+# set, then attached by descriptor, so no path is resolved twice (linux/mount.h, fcntl.h).
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x01
+MOUNT_ATTR_NOSUID = 0x02
+MOUNT_ATTR_NODEV = 0x04
+MOUNT_ATTR_NOEXEC = 0x08
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x00
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+UMOUNT_NOFOLLOW = 8
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at ``path`` (a bind
+    mount not yet attached anywhere); the descriptor is close-on-exec."""
+    res = _libc.syscall(
+        _SYSCALLS["open_tree"], ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags | os.O_CLOEXEC)
+    )
+    return _check(res, "open_tree", path)
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    res = _libc.syscall(
+        _SYSCALLS["move_mount"],
+        ctypes.c_int(from_fd),
+        _b(from_path),
+        ctypes.c_int(to_fd),
+        _b(to_path),
+        ctypes.c_uint(flags),
+    )
+    _check(res, "move_mount", to_path)
+
+
+def mount_setattr(
+    dirfd: int,
+    path: str,
+    flags: int,
+    attr_set: int = 0,
+    attr_clr: int = 0,
+    propagation: int = 0,
+) -> None:
+    """mount_setattr(2): change a mount's attributes (``AT_RECURSIVE``: its submounts' too)."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    res = _libc.syscall(
+        _SYSCALLS["mount_setattr"],
+        ctypes.c_int(dirfd),
+        _b(path),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    _check(res, "mount_setattr", path)
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -216,6 +295,14 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), data), "capset")
 
 
+def seccomp(operation: int, flags: int, args: int) -> int:
+    """seccomp(2); ``args`` is an address (a struct sock_fprog for SET_MODE_FILTER)."""
+    res = _libc.syscall(
+        _SYSCALLS["seccomp"], ctypes.c_uint(operation), ctypes.c_uint(flags), ctypes.c_void_p(args)
+    )
+    return _check(res, "seccomp")
+
+
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     res = _libc.syscall(
         _SYSCALLS["pidfd_send_signal"],
@@ -225,6 +312,14 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
         ctypes.c_uint(0),
     )
     _check(res, "pidfd_send_signal")
+
+
+def set_fs_ids(uid: int, gid: int) -> tuple[int, int]:
+    """setfsuid/setfsgid: the ids files are made with (and checked against); the old ones.
+    Host root making a file in a user namespace's filesystem needs ids mapped there."""
+    old_gid = int(_libc.setfsgid(ctypes.c_uint(gid)))
+    old_uid = int(_libc.setfsuid(ctypes.c_uint(uid)))
+    return old_uid, old_gid
 
 
 def set_process_name(name: str) -> None:

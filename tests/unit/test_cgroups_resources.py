@@ -37,7 +37,22 @@ def test_from_oci_reads_every_supported_field() -> None:
         devices=(
             DeviceRule(allow=False),
             DeviceRule(allow=True, type="c", major=1, minor=3, access="rw"),
+            *DEFAULT_DEVICE_RULES,  # the default devices stay usable (config-linux.md)
         ),
+    )
+
+
+def test_from_oci_appends_the_default_devices_once() -> None:
+    deny_all = [{"allow": False, "access": "rwm"}]
+    assert Resources.from_oci({"devices": deny_all}).devices == (
+        DeviceRule(allow=False),
+        *DEFAULT_DEVICE_RULES,
+    )
+    from runtime.specgen import default_device_rules  # ends with them already
+
+    assert Resources.from_oci({"devices": default_device_rules()}).devices == (
+        DeviceRule(allow=False),
+        *DEFAULT_DEVICE_RULES,
     )
 
 
