@@ -7,14 +7,17 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from orchestrator.commands import COMMAND_MODULES
+from orchestrator.commands import COMMAND_MODULES, COMMANDS
 from orchestrator.errors import UserError
 
 
-def build_parser(stack_verbs: bool = False) -> argparse.ArgumentParser:
+def build_parser(stack_verbs: bool = False, only: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``stack_verbs``, the stack's own ``ps``, ``logs``, ``stop``,
-    ``start`` and ``restart`` replace the single-container ones (``-f``/``-p`` given)."""
+    ``start`` and ``restart`` replace the single-container ones (``-f``/``-p`` given). With
+    ``only`` (a command's name), just that command's parser is made: the others cost time at
+    every start and are not needed to parse it."""
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description="Run Compose-style stacks on an embedded container runtime.",
@@ -39,20 +42,42 @@ def build_parser(stack_verbs: bool = False) -> argparse.ArgumentParser:
 
         stack.add_parsers(sub, shared=True)
         return parser
-    for name in COMMAND_MODULES:
+    modules = COMMANDS.get(only or "")
+    adder: Any = _Only(sub, only) if modules and only else sub
+    for name in modules or COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
             continue  # a command group not written yet
-        module.add_parsers(sub)
+        module.add_parsers(adder)
     return parser
+
+
+class _Only:
+    """Stands for the subparsers while only ``name``'s parser is made: the others' parsers,
+    and whatever is added to them, go nowhere."""
+
+    def __init__(self, sub: Any, name: str) -> None:
+        self.sub = sub
+        self.name = name
+        self.choices = sub.choices
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self.name or self.name in kwargs.get("aliases", ()):
+            return self.sub.add_parser(name, **kwargs)
+        return _Nowhere()
+
+
+class _Nowhere:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(stack_verbs=_stack_mode(argv))
+    parser = build_parser(stack_verbs=_stack_mode(argv), only=_command_word(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -78,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _GLOBAL_WITH_VALUE = ("--root", "-f", "--file", "-p", "--project-name")
-_SHARED_VERBS = ("ps", "logs", "stop", "start", "restart")
+_SHARED_VERBS = ("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec")
 
 
 def _stack_mode(argv: list[str]) -> bool:
@@ -100,6 +125,20 @@ def _stack_mode(argv: list[str]) -> bool:
             return stacked and word in _SHARED_VERBS
         i += 1
     return False
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command's name: the first word that is not a global option (or its value)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if not word.startswith("-"):
+            return word
+        i += 1
+    return None
 
 
 def _runtime_error() -> type[Exception]:

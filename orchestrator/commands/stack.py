@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any
 
 from orchestrator.errors import NotFoundError, UserError
 
-STACK_ONLY = ("up", "down", "ls", "supervisor")
-SHARED = ("ps", "logs", "stop", "start", "restart")
+STACK_ONLY = ("up", "down", "ls", "supervisor", "events", "scale")
+SHARED = ("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec")
 COLORS = ("36", "33", "32", "35", "34", "91", "92", "93", "94", "95", "96")
 
 
@@ -50,6 +49,7 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
     down = sub.add_parser("down", help="stop and remove the stack's containers")
     down.add_argument("-t", "--timeout", type=float, default=None)
     down.add_argument("--remove-orphans", action="store_true", help="(always done)")
+    down.add_argument("-v", "--volumes", action="store_true", help="remove named volumes too")
     down.add_argument("--profile", action="append", dest="profiles", metavar="PROFILE")
     down.set_defaults(func=cmd_down)
 
@@ -59,6 +59,14 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
 
     supervisor = sub.add_parser("supervisor", help="run the supervisor in the foreground")
     supervisor.set_defaults(func=cmd_supervisor)
+
+    events = sub.add_parser("events", help="the stack's events as they happen")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.set_defaults(func=cmd_events)
+
+    scale = sub.add_parser("scale", help="set the number of replicas of services")
+    scale.add_argument("scale", nargs="+", metavar="SERVICE=N")
+    scale.set_defaults(func=cmd_scale)
 
     if not shared:
         return
@@ -77,12 +85,29 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
     logs.add_argument("services", nargs="*", metavar="SERVICE")
     logs.set_defaults(func=cmd_logs)
 
-    for verb in ("stop", "start", "restart"):
+    for verb in ("stop", "start", "restart", "kill", "pause", "unpause", "rm"):
         p = sub.add_parser(verb, help=f"{verb} the stack's services")
-        if verb != "start":
+        if verb in ("stop", "restart", "rm"):
             p.add_argument("-t", "--timeout", type=float, default=None)
+        if verb == "kill":
+            p.add_argument("-s", "--signal", default="SIGKILL")
+        if verb == "rm":
+            p.add_argument("-f", "--force", action="store_true", help="(no prompt is asked)")
+            p.add_argument("-s", "--stop", action="store_true", help="stop running ones first")
+            p.add_argument("-v", "--volumes", action="store_true", help="and anonymous volumes")
         p.add_argument("services", nargs="*", metavar="SERVICE")
         p.set_defaults(func=cmd_verb, verb=verb)
+
+    ex = sub.add_parser("exec", help="run a command in a service's running container")
+    ex.add_argument("-d", "--detach", action="store_true", help="(not supported yet)")
+    ex.add_argument("-T", "--no-tty", action="store_true", help="no terminal (the default here)")
+    ex.add_argument("-u", "--user")
+    ex.add_argument("-w", "--workdir")
+    ex.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    ex.add_argument("--index", type=int, default=1, help="which replica (default 1)")
+    ex.add_argument("service")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -95,7 +120,7 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _socket(root: Path) -> Path:
-    from orchestrator.supervisor.daemon import SOCKET_NAME
+    from orchestrator.supervisor import SOCKET_NAME
 
     return root / SOCKET_NAME
 
@@ -114,14 +139,42 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _project_name(args: argparse.Namespace) -> str:
-    if args.project_name and not args.files:
-        return str(args.project_name)
-    return str(_load(args).name)
+    """The project's name as Compose finds it (``-p``, COMPOSE_PROJECT_NAME, the files'
+    ``name``, their folder), without loading the whole stack: ``ps``, ``logs`` and ``stop``
+    need only that, and loading costs some 50 ms of imports."""
+    from orchestrator.stack.units import UnitError, check_project_name, project_name_from_directory
+    from orchestrator.stack.yamlsafe import read_yaml_file
+
+    try:
+        if args.project_name:
+            return check_project_name(str(args.project_name))
+        if os.environ.get("COMPOSE_PROJECT_NAME"):
+            return check_project_name(os.environ["COMPOSE_PROJECT_NAME"])
+        files = [Path(f) for f in args.files] or _default_files(Path.cwd())
+        name = None
+        for path in files:
+            data = read_yaml_file(path).data
+            value = data.get("name") if isinstance(data, dict) else None
+            if isinstance(value, str) and value:
+                name = value
+        if name is not None and "$" in name:
+            return str(_load(args).name)  # interpolated: the whole loader knows how
+        if name is not None:
+            return check_project_name(name)
+        return project_name_from_directory(Path(os.path.abspath(files[0])).parent.name)
+    except UnitError as exc:
+        raise UserError(exc.message) from None
+
+
+def _default_files(directory: Path) -> list[Path]:
+    from orchestrator.stack.loader import find_stack_files
+
+    return find_stack_files(directory)
 
 
 def ensure_supervisor(root: Path, timeout: float = 15.0) -> None:
     """Start a supervisor for ``root`` in the background unless one answers."""
-    from orchestrator.supervisor import http
+    from orchestrator.supervisor import httpclient as http
 
     sock = _socket(root)
     try:
@@ -129,6 +182,8 @@ def ensure_supervisor(root: Path, timeout: float = 15.0) -> None:
         return
     except http.Unreachable:
         pass
+    import subprocess
+
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "supervisor.log", "ab") as log:
         subprocess.Popen(
@@ -153,7 +208,7 @@ def ensure_supervisor(root: Path, timeout: float = 15.0) -> None:
 
 
 def _call(root: Path, method: str, target: str, body: Any = None) -> Any:
-    from orchestrator.supervisor import http
+    from orchestrator.supervisor import httpclient as http
 
     try:
         status, document = http.call(_socket(root), method, target, body, timeout=None)
@@ -240,7 +295,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _stream_up(root: Path, project: str, body: dict[str, Any]) -> bool:
     """Print the progress of ``up``; True if anything failed."""
-    from orchestrator.supervisor import http
+    from orchestrator.supervisor import httpclient as http
 
     failed = False
     try:
@@ -321,7 +376,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     root = _root(args)
     name = _project_name(args)
     try:
-        document = _call(root, "POST", f"/v1/projects/{name}/down", {"timeout": args.timeout})
+        body = {"timeout": args.timeout, "volumes": args.volumes}
+        document = _call(root, "POST", f"/v1/projects/{name}/down", body)
     except UserError as exc:
         if "no supervisor" not in str(exc):
             raise
@@ -417,9 +473,18 @@ def _rows_without_supervisor(root: Path, name: str) -> list[dict[str, Any]]:
 def cmd_verb(args: argparse.Namespace) -> int:
     root = _root(args)
     name = _project_name(args)
-    body = {"services": args.services, "timeout": getattr(args, "timeout", None)}
+    body: dict[str, Any] = {"services": args.services, "timeout": getattr(args, "timeout", None)}
+    if args.verb == "kill":
+        from runtime.spec import parse_signal
+
+        try:
+            body["signal"] = int(parse_signal(args.signal))
+        except ValueError as exc:
+            raise UserError(f"--signal: {exc}") from None
+    if args.verb == "rm":
+        body["stop"] = args.stop
     document = _call(root, "POST", f"/v1/projects/{name}/{args.verb}", body)
-    for key in ("stopped", "started"):
+    for key in ("stopped", "started", "killed", "paused", "unpaused", "removed"):
         for container in document.get(key, []):
             print(f" {container:30s} {key}", file=sys.stderr)
     return 0
@@ -491,3 +556,66 @@ def _print_entry(prefix: str, entry: Any, timestamps: bool) -> None:
     text = entry.text if entry.text.endswith("\n") else entry.text + "\n"
     sys.stdout.write(prefix + (f"{entry.time} " if timestamps else "") + text)
     sys.stdout.flush()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from orchestrator.supervisor import httpclient as http
+
+    root = _root(args)
+    project = _project_name(args) if (args.files or args.project_name) else ""
+    target = f"/v1/events?project={project}" if project else "/v1/events"
+    try:
+        for status, event in http.stream(_socket(root), "GET", target):
+            if status >= 400:
+                raise UserError(str(event.get("error")))
+            if args.json:
+                print(json.dumps(event), flush=True)
+            else:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event["time"]))
+                detail = f" ({event['detail']})" if event["detail"] else ""
+                who = event["container"] or event["service"]
+                print(f"{stamp} {event['project']} {who} {event['action']}{detail}", flush=True)
+    except http.Unreachable:
+        raise UserError("no supervisor runs for this state root (start one with `up`)") from None
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    root = _root(args)
+    stack = _load(args)
+    scale = _scale(args.scale, stack)
+    spec = {
+        "files": list(stack.files),
+        "workdir": stack.project_dir,
+        "environ": dict(os.environ),
+        "profiles": [],
+        "scale": scale,
+    }
+    ensure_supervisor(root)
+    options = {"services": sorted(scale), "no_deps": True}
+    return 1 if _stream_up(root, stack.name, {"spec": spec, "options": options}) else 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command in a service's container (replica ``--index``), with our stdio; exit
+    with its status."""
+    from orchestrator.containers import Containers
+    from orchestrator.supervisor.observe import identity, project_containers
+
+    root = _root(args)
+    name = _project_name(args)
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UserError("exec: give the command to run")
+    containers = Containers(root)
+    for container in project_containers(containers, name):
+        ident = identity(container)
+        if ident.get("service") == args.service and ident.get("replica") == args.index:
+            return containers.exec(
+                container, cmd, env=tuple(args.env), user=args.user, workdir=args.workdir
+            )
+    raise NotFoundError(f"service {args.service} has no container number {args.index}")

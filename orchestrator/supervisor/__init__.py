@@ -15,3 +15,8 @@ its file says.
 The kernel and the monitors are the truth for what runs; the database is the index. The
 process never forks: containers, exec and healthchecks go through the runtime's fork server.
 """
+
+# Files in the state root (here, where the CLI finds them without importing the supervisor).
+LOCK_NAME = "supervisor.lock"
+SOCKET_NAME = "supervisor.sock"
+DB_NAME = "supervisor.db"

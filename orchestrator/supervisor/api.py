@@ -6,7 +6,7 @@ status for a request it cannot do.
     GET  /v1/projects                      the projects that are up
     POST /v1/projects/NAME/up              body {"spec": {...}, "options": {...}}: a stream of
                                            progress events, then {"result": {...}}
-    POST /v1/projects/NAME/down            body {"timeout": S}: {"removed": [...]}
+    POST /v1/projects/NAME/down            body {"timeout": S, "volumes": bool}: {"removed": [...]}
     GET  /v1/projects/NAME/containers      ps rows
     POST /v1/projects/NAME/stop|start|restart   body {"services": [...], "timeout": S}
     GET  /v1/events[?project=NAME]         a stream of events, until the client goes
@@ -87,7 +87,7 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
             await _up(sup, name, body, respond)
             return
         if verb == "down" and method == "POST":
-            removed = await sup.down(name, timeout)
+            removed = await sup.down(name, timeout, bool(body.get("volumes")))
             await respond.json(200, {"removed": removed})
             return
         if verb == "containers" and method == "GET":
@@ -98,6 +98,13 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
             return
         if verb == "start" and method == "POST":
             await respond.json(200, {"started": await sup.start_project(name, services)})
+            return
+        if verb in ("kill", "pause", "unpause", "rm") and method == "POST":
+            names = await sup.each_container(
+                name, services, verb, int(body.get("signal") or 9), bool(body.get("stop"))
+            )
+            key = {"kill": "killed", "pause": "paused", "unpause": "unpaused", "rm": "removed"}
+            await respond.json(200, {key[verb]: names})
             return
         if verb == "restart" and method == "POST":
             stopped = await sup.stop_project(name, services, timeout)

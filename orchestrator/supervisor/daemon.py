@@ -25,7 +25,8 @@ from orchestrator.errors import UserError
 from orchestrator.paths import images_dir, runtime_dir
 from orchestrator.stack.graph import DependencyGraph
 from orchestrator.stack.model import RestartPolicy, Stack
-from orchestrator.supervisor import health
+from orchestrator.stackvolumes import volume_names
+from orchestrator.supervisor import DB_NAME, LOCK_NAME, SOCKET_NAME, health
 from orchestrator.supervisor.execute import ExecutionError, Outcome, execute
 from orchestrator.supervisor.observe import identity, observe, project_containers
 from orchestrator.supervisor.plan import Operation, Plan, PlanOptions, make_plan
@@ -34,9 +35,8 @@ from orchestrator.supervisor.watch import Watch
 from runtime.client import ExitStatus, LocalRuntime
 from runtime.errors import NotFound
 
-LOCK_NAME = "supervisor.lock"
-SOCKET_NAME = "supervisor.sock"
-DB_NAME = "supervisor.db"
+PROJECT_LABEL = "org.orchestrator.project"  # on the networks and volumes made for a stack
+NETWORK_LABEL = "org.orchestrator.network"
 # Restart a container that turns unhealthy (a service extension; Docker never does).
 UNHEALTHY_RESTART_KEY = "x-restart-on-unhealthy"
 
@@ -118,6 +118,7 @@ class Supervisor:
         self.events = EventLog()
         self._project_locks: dict[str, trio.Lock] = {}
         self._changed = trio.Condition()
+        self._network_names: dict[str, dict[str, str]] = {}
         self._nursery: trio.Nursery | None = None
 
     # -- the process ---------------------------------------------------------------------------
@@ -292,13 +293,31 @@ class Supervisor:
         await self.thread(self.store.forget_container, container.id)
         await self.emit(container, "destroy")
 
+    async def prepare_project(self, stack: Stack) -> dict[str, str]:
+        """The stack's networks and named volumes, made where missing: once per ``up``, before
+        any container. Its network keys to the networks' names."""
+        names = await self.thread(self.ensure_networks, stack)
+        await self.thread(self.ensure_volumes, stack)
+        self._network_names[stack.name] = names
+        return names
+
     async def create_container(self, stack: Stack, service_name: str, replica: int) -> Container:
         from orchestrator.description import from_service
 
         service = stack.services[service_name]
         name = service.container_name or f"{stack.name}-{service_name}-{replica}"
         image = await self.image_for(stack, service_name)
-        description = from_service(stack.name, service, replica, name, image)
+        networks = self._network_names.get(stack.name) or await self.prepare_project(stack)
+        description = from_service(
+            stack.name,
+            service,
+            replica,
+            name,
+            image,
+            networks,
+            volume_names(stack),
+            {s: f"{stack.name}-{s}-1" for s in stack.services},
+        )
         container = await self.thread(self.containers.create, description)
         await self.thread(
             self.store.ensure_container, container.id, stack.name, service_name, replica
@@ -344,6 +363,55 @@ class Supervisor:
             target=build.target,
         )
         Builder(self.root, out=io.StringIO()).build(options)
+
+    def ensure_volumes(self, stack: Stack) -> None:
+        """(blocking) The stack's named volumes, made where missing (an external one must
+        exist): data kept across recreations and ``down`` (``down -v`` removes them)."""
+        from orchestrator import stackvolumes
+
+        stackvolumes.ensure(self.root, stack)
+
+    def ensure_networks(self, stack: Stack) -> dict[str, str]:
+        """(blocking) The stack's networks, made where missing (an external one must exist):
+        its network keys to the networks' names. Compose's ``default`` network is made when a
+        service uses it."""
+        networks = self.containers.networks
+        names = {key: net.name for key, net in stack.networks.items()}
+        needed: set[str] = set()
+        for service in stack.services.values():
+            if service.network_mode is None:
+                needed |= {n.name for n in service.networks} or {"default"}
+        for key in sorted(needed):
+            network = stack.networks.get(key)
+            name = names.setdefault(key, f"{stack.name}_{key}")
+            if network is not None and network.external:
+                networks.get(name)  # NotFoundError names it
+                continue
+            ipam = network.ipam[0] if network is not None and network.ipam else None
+            labels = dict(network.labels) if network is not None else {}
+            labels.update({PROJECT_LABEL: stack.name, NETWORK_LABEL: key})
+            networks.ensure(
+                name,
+                ipam.subnet if ipam else None,
+                ipam.gateway if ipam else None,
+                bool(network is not None and network.internal),
+                labels,
+            )
+        return names
+
+    def remove_networks(self, project: str) -> list[str]:
+        """(blocking) The networks made for ``project`` that no container uses any more."""
+        removed = []
+        networks = self.containers.networks
+        for network in networks.all():
+            if (network.get("labels") or {}).get(PROJECT_LABEL) != project:
+                continue
+            try:
+                networks.remove(network["name"])
+                removed.append(str(network["name"]))
+            except UserError as exc:
+                self._log(f"network {network['name']}: {exc}")
+        return removed
 
     def container(self, container_id: str) -> Container:
         return self.containers.get(container_id)
@@ -395,6 +463,8 @@ class Supervisor:
                     if service.build is not None:
                         await self.image_for(stack, name, build=True)
             plan = await self.plan(stack, options, spec.scale)
+            if not plan.empty:
+                await self.prepare_project(stack)
             engine = _Engine(self, stack, options)
             outcome = await execute(
                 stack,
@@ -420,10 +490,9 @@ class Supervisor:
 
         return report
 
-    async def down(
-        self, name: str, timeout: float | None, remove_orphans: bool = True
-    ) -> list[str]:
-        """Stop and remove the project's containers in reverse dependency order."""
+    async def down(self, name: str, timeout: float | None, volumes: bool = False) -> list[str]:
+        """Stop and remove the project's containers in reverse dependency order, then its
+        networks; with ``volumes``, its named volumes too."""
         async with self.project_lock(name):
             spec = self.store.project(name)
             stack: Stack | None = None
@@ -437,6 +506,11 @@ class Supervisor:
                     for container in layer:
                         removed.append(container.name)
                         nursery.start_soon(self.remove_container, container, timeout)
+            await self.thread(self.remove_networks, name)
+            if volumes and stack is not None:
+                from orchestrator import stackvolumes
+
+                removed += await self.thread(stackvolumes.remove, self.root, stack)
             await self.thread(self.store.drop_project, name)
             return removed
 
@@ -481,6 +555,31 @@ class Supervisor:
                     started.append(container.name)
                     nursery.start_soon(self.start_container, stack, container)
         return started
+
+    async def each_container(
+        self, name: str, services: tuple[str, ...], verb: str, sig: int, stop_first: bool
+    ) -> list[str]:
+        """``kill``, ``pause``, ``unpause`` or ``rm`` the project's containers (of
+        ``services``). A killed container's restart policy applies, as in Compose; ``rm``
+        takes stopped containers only, unless ``stop_first``."""
+        done = []
+        for container in await self.thread(project_containers, self.containers, name):
+            if services and identity(container).get("service") not in services:
+                continue
+            state = (await self.thread(self.containers.status, container))["state"]
+            if verb == "kill" and state in ("running", "paused"):
+                await self.thread(self.containers.kill, container, sig)
+            elif verb == "pause" and state == "running":
+                await self.thread(self.containers.pause, container)
+            elif verb == "unpause" and state == "paused":
+                await self.thread(self.containers.unpause, container)
+            elif verb == "rm" and (state not in ("running", "paused") or stop_first):
+                await self.remove_container(container)
+            else:
+                continue
+            done.append(container.name)
+            await self.emit(container, verb)
+        return done
 
     async def rows(self, name: str) -> list[dict[str, Any]]:
         """``ps`` of a project: each container with its service, replica, state, health,
