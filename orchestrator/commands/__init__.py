@@ -6,10 +6,46 @@ exit status. Modules import heavy dependencies inside handlers so that ``--help`
 only ask a running process stay fast.
 """
 
+# Which modules make each command's parser: the CLI builds only the one it is asked for (a
+# test keeps this in step with what the modules add).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        [
+            "create",
+            "exec",
+            "inspect",
+            "kill",
+            "logs",
+            "pause",
+            "ps",
+            "restart",
+            "rm",
+            "run",
+            "start",
+            "stop",
+            "unpause",
+            "wait",
+        ],
+        ("orchestrator.commands.containers",),
+    ),
+    "config": ("orchestrator.commands.config",),
+    "image": ("orchestrator.commands.images", "orchestrator.commands.bootstrap"),
+    **dict.fromkeys(("images", "rmi", "tag"), ("orchestrator.commands.images",)),
+    **dict.fromkeys(("login", "logout", "pull", "push"), ("orchestrator.commands.registry",)),
+    **dict.fromkeys(("build", "commit"), ("orchestrator.commands.imagebuild",)),
+    **dict.fromkeys(("network", "port"), ("orchestrator.commands.networks",)),
+    "volume": ("orchestrator.commands.volumes",),
+    **dict.fromkeys(
+        ("down", "events", "ls", "scale", "supervisor", "up"), ("orchestrator.commands.stack",)
+    ),
+    "export": ("orchestrator.commands.export",),
+}
+
 COMMAND_MODULES = (
     "orchestrator.commands.config",
     "orchestrator.commands.containers",
     "orchestrator.commands.images",
+    "orchestrator.commands.bootstrap",
     "orchestrator.commands.registry",
     "orchestrator.commands.imagebuild",
     "orchestrator.commands.networks",

@@ -13,4 +13,5 @@ files.py        COPY, ADD and WORKDIR: files into a new layer without a containe
 run_step.py     RUN: a container of our runtime; its upper directory becomes the layer
 builder.py      runs the stages, each instruction by its handler, into an image
 commit.py       a container's writable layer as an image
+bootstrap.py    ``image bootstrap``: a Debian base image made with debootstrap, cached
 """
