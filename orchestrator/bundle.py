@@ -91,6 +91,8 @@ def build_spec(
     if description.tty:
         spec["process"]["env"].append("TERM=xterm")
     spec["linux"]["resources"].update(resources(description))
+    _kernel_settings(spec, description)
+    _copy_files(spec, directory, description)
     spec["annotations"].update(
         {
             ANNOTATION_LOWERDIRS: json.dumps(list(rootfs.lowers)),
@@ -205,6 +207,13 @@ def resources(description: ContainerDescription) -> dict[str, Any]:
         cpu["quota"] = max(1000, int(description.cpus * 100_000))
     if description.cpu_shares is not None:
         cpu["shares"] = description.cpu_shares
+    if description.cpus is None and description.cpu_quota is not None:
+        cpu["quota"] = description.cpu_quota
+        cpu["period"] = description.cpu_period or 100_000
+    elif description.cpus is None and description.cpu_period is not None:
+        cpu["period"] = description.cpu_period
+    if description.cpuset is not None:
+        cpu["cpus"] = description.cpuset
     if cpu:
         result["cpu"] = cpu
     if description.pids_limit is not None:
@@ -235,3 +244,45 @@ def write_network_files(
             host_resolv_conf(), description.dns, description.dns_search, description.dns_options
         )
     (directory / "resolv.conf").write_text(resolv)
+
+
+def _kernel_settings(spec: dict[str, Any], description: ContainerDescription) -> None:
+    """ulimits as the process's rlimits, sysctls, the size of /dev/shm."""
+    if description.ulimits:
+        spec["process"]["rlimits"] = [
+            {"type": f"RLIMIT_{name.upper()}", "soft": soft, "hard": hard}
+            for name, soft, hard in description.ulimits
+        ]
+    if description.sysctls:
+        spec["linux"].setdefault("sysctl", {}).update(description.sysctls)
+    if description.shm_size is not None:
+        for mount in spec["mounts"]:
+            if mount.get("destination") == "/dev/shm":
+                options = [o for o in mount.get("options", []) if not o.startswith("size=")]
+                mount["options"] = [*options, f"size={description.shm_size}"]
+
+
+def _copy_files(spec: dict[str, Any], directory: Path, description: ContainerDescription) -> None:
+    """Secrets and configs: their content written into the container's folder when it is made,
+    with their owner and mode, and bound read-only at their targets."""
+    if not description.files:
+        return
+    folder = directory / "files"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for index, copy in enumerate(description.files):
+        path = folder / str(index)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, copy.content.encode())
+            os.fchown(fd, copy.uid, copy.gid)
+            os.fchmod(fd, copy.mode)
+        finally:
+            os.close(fd)
+        spec["mounts"].append(
+            {
+                "destination": copy.target,
+                "type": "bind",
+                "source": str(path),
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec", "rprivate"],
+            }
+        )

@@ -18,7 +18,7 @@ from orchestrator.mountspec import Mount, VolumesFrom
 from orchestrator.netconfig import Endpoint, Link, Publish
 
 if TYPE_CHECKING:
-    from orchestrator.stack.model import Service
+    from orchestrator.stack.model import FileObject, Service
 
 # The container record's format (container.json); bumped when its meaning changes.
 RECORD_VERSION = 2
@@ -45,6 +45,18 @@ class Identity:
     service: str = ""
     replica: int = 0
     config_hash: str = ""
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    """A file the container reads at ``target`` (read-only): a stack's secret or config, its
+    content taken when the container is made."""
+
+    target: str
+    content: str
+    mode: int = 0o444
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,15 @@ class ContainerDescription:
     # container's volumes and binds. Resolved when the container is made (orchestrator.mountplan).
     mounts: tuple[Mount, ...] = ()
     volumes_from: tuple[VolumesFrom, ...] = ()
+    # Kernel settings and finer limits (a stack's ulimits, sysctls, shm_size, cpuset, cpu_quota
+    # and cpu_period), and files copied in when the container is made (its secrets, configs).
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # (name, soft, hard): ("nofile", 1024, 4096)
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    shm_size: int | None = None
+    cpuset: str | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    files: tuple[FileCopy, ...] = ()
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
@@ -133,6 +154,9 @@ class ContainerDescription:
         netconfig.restore(values)
         values["mounts"] = tuple(Mount.from_record(m) for m in values.get("mounts") or ())
         values["volumes_from"] = tuple(VolumesFrom(**v) for v in values.get("volumes_from") or ())
+        values["ulimits"] = tuple(tuple(u) for u in values.get("ulimits") or ())
+        values["sysctls"] = dict(values.get("sysctls") or {})
+        values["files"] = tuple(FileCopy(**f) for f in values.get("files") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -155,6 +179,7 @@ def from_service(
     network_names: Mapping[str, str] | None = None,
     volume_names: Mapping[str, str] | None = None,
     service_containers: Mapping[str, str] | None = None,
+    file_objects: tuple[Mapping[str, FileObject], Mapping[str, FileObject]] | None = None,
 ) -> ContainerDescription:
     """The description of replica ``replica`` of a stack's ``service``, named ``name``.
     ``image``: the image to run when the service is built (its own ``image`` otherwise).
@@ -198,6 +223,13 @@ def from_service(
         pids_limit=resources.pids_limit,
         read_only=service.read_only,
         **service_mounts(project, service, volume_names, service_containers),
+        ulimits=tuple((u.name, u.soft, u.hard) for u in service.ulimits),
+        sysctls=dict(service.sysctls),
+        shm_size=resources.shm_size,
+        cpuset=resources.cpuset,
+        cpu_quota=resources.cpu_quota,
+        cpu_period=resources.cpu_period,
+        files=_files(service, file_objects or ({}, {})),
         cap_add=service.cap_add,
         cap_drop=service.cap_drop,
         no_new_privileges=service.no_new_privileges,
@@ -219,3 +251,45 @@ def _seccomp_choice(option: str | None) -> str | None:
     from orchestrator.seccompprofile import read_choice
 
     return read_choice(option, "security_opt")
+
+
+def _files(
+    service: Service, objects: tuple[Mapping[str, FileObject], Mapping[str, FileObject]]
+) -> tuple[FileCopy, ...]:
+    """The service's secrets (at /run/secrets/NAME unless given a target) and configs (at
+    /NAME), their content read now (a host file, an environment variable, inline text)."""
+    from orchestrator.errors import UserError
+
+    secrets, configs = objects
+    result = []
+    for refs, known, default_dir in (
+        (service.secrets, secrets, "/run/secrets"),
+        (service.configs, configs, ""),
+    ):
+        for ref in refs:
+            obj = known.get(ref.source)
+            if obj is None:
+                raise UserError(f"service {service.name}: no secret or config {ref.source!r}")
+            if obj.content is not None:
+                content = obj.content
+            elif obj.file is not None:
+                try:
+                    with open(obj.file, encoding="utf-8") as f:
+                        content = f.read()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise UserError(
+                        f"service {service.name}: {ref.source}: {obj.file}: {exc}"
+                    ) from None
+            else:
+                raise UserError(f"service {service.name}: {ref.source}: no content to give")
+            target = ref.target if ref.target.startswith("/") else f"{default_dir}/{ref.target}"
+            result.append(
+                FileCopy(
+                    target,
+                    content,
+                    ref.mode,
+                    int(ref.uid) if ref.uid and ref.uid.isdigit() else 0,
+                    int(ref.gid) if ref.gid and ref.gid.isdigit() else 0,
+                )
+            )
+    return tuple(result)

@@ -317,6 +317,7 @@ class Supervisor:
             networks,
             volume_names(stack),
             {s: f"{stack.name}-{s}-1" for s in stack.services},
+            (stack.secrets, stack.configs),
         )
         container = await self.thread(self.containers.create, description)
         await self.thread(

@@ -284,3 +284,49 @@ volumes:
     run("up", "-d")
     assert run("exec", "db", "sh", "-c", "cat /data/f 2>/dev/null || echo gone").stdout == "gone\n"
     run("down", "-v")
+
+
+def test_secrets_configs_ulimits_sysctls_and_shm_reach_the_container(
+    stack: Callable[..., Any], tmp_path: Path
+) -> None:
+    (tmp_path / "project").mkdir(exist_ok=True)
+    (tmp_path / "project" / "token.txt").write_text("s3cret\n")
+    text = f"""
+name: files
+services:
+  app:
+    image: busybox
+    command: {CMD}
+    user: nobody
+    secrets: [token]
+    configs:
+      - source: motd
+        target: /etc/motd
+        mode: 0440
+        uid: "65534"
+    ulimits:
+      nofile: {{soft: 512, hard: 1024}}
+    sysctls:
+      net.ipv4.ip_unprivileged_port_start: "100"
+    shm_size: 8m
+    cpuset: "0"
+secrets:
+  token: {{file: ./token.txt}}
+configs:
+  motd: {{content: "hello from a config"}}
+"""
+    run = stack(text)
+    run("up", "-d")
+    script = (
+        "cat /run/secrets/token /etc/motd; echo; stat -c '%a %u' /etc/motd; ulimit -n;"
+        " cat /proc/sys/net/ipv4/ip_unprivileged_port_start; df -k /dev/shm | tail -1;"
+        " echo x > /run/secrets/token || echo read-only"
+    )
+    out = run("exec", "app", "sh", "-c", script, check=False).stdout.split("\n")
+    assert out[0] == "s3cret"
+    assert out[1] == "hello from a config"
+    assert out[2] == "440 65534"
+    assert out[3] == "512"
+    assert out[4] == "100"
+    assert out[5].split()[1] == "8192"
+    assert out[6] == "read-only"
