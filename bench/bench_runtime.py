@@ -49,9 +49,15 @@ def private_mount_namespace() -> None:
         sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
 
 
-def write_spec(bundle: Path, annotations: dict[str, str] | None = None) -> None:
+def write_spec(
+    bundle: Path, annotations: dict[str, str] | None = None, seccomp: bool = False
+) -> None:
     spec = default_spec(["true"], hostname="bench")
     spec["linux"]["resources"].update(RESOURCES)
+    if seccomp:  # Docker's default profile, as `orchestrator run` gives every container
+        from orchestrator.seccompprofile import oci_section
+
+        spec["linux"]["seccomp"] = oci_section(None, spec["process"]["capabilities"]["bounding"])
     if annotations:
         spec["annotations"].update(annotations)
     bundle.mkdir(parents=True, exist_ok=True)
@@ -67,15 +73,26 @@ def fresh_layer(base: Path, i: int) -> tuple[Path, Path]:
 
 
 def bench_ours(
-    work: Path, lower: Path, runs: int, two_step: bool, fork_server: bool, block: int = 0
+    work: Path,
+    lower: Path,
+    runs: int,
+    two_step: bool,
+    fork_server: bool,
+    block: int = 0,
+    seccomp: bool | None = False,
 ) -> list[float]:
+    """Start times of ``runs`` containers; ``seccomp`` None: every other one with Docker's
+    seccomp profile (the times of those come after the others')."""
     from runtime.api import Runtime
 
     rt = Runtime(work / ("state-fs" if fork_server else "state"), fork_server=fork_server)
     bundle = work / "ours"
     times = []
+    filtered = []
     for i in range(runs + 3):
-        upper, wdir = fresh_layer(work, f"{block}-{int(two_step)}{int(fork_server)}-{i}")  # type: ignore[arg-type]
+        with_filter = bool(i % 2) if seccomp is None else seccomp
+        layer = f"{block}-{int(two_step)}{int(fork_server)}{seccomp}-{i}"
+        upper, wdir = fresh_layer(work, layer)  # type: ignore[arg-type]
         write_spec(
             bundle,
             {
@@ -83,6 +100,7 @@ def bench_ours(
                 ANNOTATION_UPPERDIR: str(upper),
                 ANNOTATION_WORKDIR: str(wdir),
             },
+            with_filter,
         )
         cid = f"b{i}"
         started = time.perf_counter()
@@ -96,8 +114,9 @@ def bench_ours(
         assert result and result["exit_code"] == 0, result
         rt.delete(cid)
         if i >= 3:  # the first runs warm caches (and start the fork server)
-            times.append(elapsed)
+            (filtered if seccomp is None and with_filter else times).append(elapsed)
         time.sleep(GAP)
+    times += filtered
     if fork_server:
         from runtime.forkserver import stop
 
@@ -105,13 +124,15 @@ def bench_ours(
     return times
 
 
-def bench_peer(work: Path, lower: Path, runs: int, tool: str, block: int = 0) -> list[float]:
-    bundle = work / tool
-    write_spec(bundle)
+def bench_peer(
+    work: Path, lower: Path, runs: int, tool: str, block: int = 0, seccomp: bool = False
+) -> list[float]:
+    bundle = work / f"{tool}{'-seccomp' if seccomp else ''}"
+    write_spec(bundle, seccomp=seccomp)
     rootfs = str(bundle / "rootfs")
     times = []
     for i in range(runs + 3):
-        upper, wdir = fresh_layer(work, f"{block}-{tool}{i}")  # type: ignore[arg-type]
+        upper, wdir = fresh_layer(work, f"{block}-{tool}{int(seccomp)}{i}")  # type: ignore[arg-type]
         started = time.perf_counter()
         sc.mount(
             "overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={wdir}"
@@ -266,15 +287,29 @@ def main() -> None:
                     samples.setdefault(f"ours ({how}) {what}", []).extend(
                         bench_ours(work, lower, per_block, two_step, server, block)
                     )
+                # with and without Docker's seccomp profile in turns: what the filter costs
+                pairs = bench_ours(work, lower, 2 * per_block, False, server, block, None)
+                half = len(pairs) // 2
+                samples.setdefault(f"ours ({how}) run+wait, no seccomp (in turns)", []).extend(
+                    pairs[:half]
+                )
+                samples.setdefault(f"ours ({how}) run+wait, seccomp (in turns)", []).extend(
+                    pairs[half:]
+                )
             for tool in list(peers):
                 try:
                     samples.setdefault(f"{tool} run", []).extend(
                         bench_peer(work, lower, per_block, tool, block)
                     )
+                    if tool == "crun":
+                        samples.setdefault("crun run, seccomp", []).extend(
+                            bench_peer(work, lower, per_block, tool, block, seccomp=True)
+                        )
                 except RuntimeError as exc:
                     print(f"{tool}: skipped: {exc}")
                     peers.remove(tool)
                     samples.pop(f"{tool} run", None)
+                    samples.pop(f"{tool} run, seccomp", None)
         results = {name: median_ms(values) for name, values in samples.items()}
         cli = bench_cli(work, max(5, args.runs // 4))
         if cli:
@@ -285,6 +320,19 @@ def main() -> None:
         )
         for name, value in results.items():
             print(f"  {name:58s} {value:8.2f} ms")
+        for how in ("fork server", "direct fork"):
+            plain, filtered = (
+                f"ours ({how}) run+wait, {s} (in turns)" for s in ("no seccomp", "seccomp")
+            )
+            print(
+                f"  seccomp filter (Docker's profile), extra start cost, {how}:"
+                f" {results[filtered] - results[plain]:+.2f} ms"
+            )
+        if "crun run, seccomp" in results:
+            print(
+                "  seccomp filter, extra start cost, crun (libseccomp):"
+                f" {results['crun run, seccomp'] - results['crun run']:+.2f} ms"
+            )
         for tool in ("crun", "runc"):
             if f"{tool} run" in results:
                 peer = results[f"{tool} run"]

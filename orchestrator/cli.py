@@ -18,7 +18,7 @@ def build_parser(stack_verbs: bool = False, only: str | None = None) -> argparse
     ``start`` and ``restart`` replace the single-container ones (``-f``/``-p`` given). With
     ``only`` (a command's name), just that command's parser is made: the others cost time at
     every start and are not needed to parse it."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="orchestrator",
         description="Run Compose-style stacks on an embedded container runtime.",
     )
@@ -55,6 +55,15 @@ def build_parser(stack_verbs: bool = False, only: str | None = None) -> argparse
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options, here and in every subparser (``run --pid 5`` is not
+    ``--pids-limit 5``): subparsers are made of their parent's class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 class _Only:
     """Stands for the subparsers while only ``name``'s parser is made: the others' parsers,
     and whatever is added to them, go nowhere."""
@@ -77,8 +86,18 @@ class _Nowhere:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(stack_verbs=_stack_mode(argv), only=_command_word(argv))
-    args = parser.parse_args(argv)
+    stacked = _stack_mode(argv)
+    verb = _command_word(argv)
+    parser = build_parser(stack_verbs=stacked, only=verb)
+    # Docker's statuses for run, create and exec: 125 for the CLI's own errors, 126 and 127
+    # when the command cannot be run or found; the container's own otherwise.
+    docker = not stacked and verb in ("run", "create", "exec")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if docker and exc.code == 2:
+            return 125
+        raise
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
@@ -88,14 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"orchestrator: {exc}", file=sys.stderr)
+        if docker and exc.exit_code == 1 and not getattr(exc, "own_status", False):
+            return 125
         return exc.exit_code
     except _runtime_error() as exc:
         if args.debug:
             raise
         print(f"orchestrator: {exc}", file=sys.stderr)
-        return 1
+        return _exec_status(str(exc)) if docker else 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # The state root is a file, read-only, full...: one line naming it, not a traceback.
+        if args.debug or isinstance(exc, BrokenPipeError) or exc.errno is None:
+            raise
+        print(f"orchestrator: {_os_error(exc, args)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (``orchestrator logs | head``): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -139,6 +166,28 @@ def _command_word(argv: list[str]) -> str | None:
             return word
         i += 1
     return None
+
+
+def _exec_status(message: str) -> int:
+    """127 for a command not found, 126 for one that cannot be executed, else 125."""
+    if message.startswith("exec "):
+        if message.endswith("executable file not found in $PATH"):
+            return 127
+        if message.endswith("permission denied"):
+            return 126
+    return 125
+
+
+def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+    from orchestrator.paths import state_root
+
+    root = state_root(getattr(args, "root", None))
+    if root.exists() and not root.is_dir():
+        return f"the state root {root} is not a directory"
+    where = f"{exc.filename}: " if exc.filename else ""
+    if str(exc.filename or "").startswith(str(root)) and not os.access(root, os.W_OK):
+        where = f"the state root {root}: "
+    return f"{where}{exc.strerror}"
 
 
 def _runtime_error() -> type[Exception]:

@@ -58,6 +58,13 @@ class Container:
         return ContainerDescription.from_record(self.record["options"])
 
     @property
+    def broken(self) -> str | None:
+        """Why its record (container.json) cannot be read; None for a sound one. A broken
+        container is never listed as usual, but ``rm -f`` still removes all it owns."""
+        reason = self.record.get("broken")
+        return str(reason) if reason else None
+
+    @property
     def complete(self) -> bool:
         """False for a container whose creation has not finished (or never will: its creator
         died, which ``Containers.all`` sees and collects)."""
@@ -88,6 +95,7 @@ class Containers:
         self.root = root
         self.directory = containers_dir(root)
         self._runtime: Any = None
+        self.broken: list[Container] = []  # records ``all`` could not read (last call)
 
     @property
     def runtime(self) -> Any:
@@ -116,10 +124,13 @@ class Containers:
     def all(self) -> list[Container]:
         """Every container, oldest first. One whose creation was cut short (its creator
         killed) is collected here, once its creator is seen dead: it never blocks its name."""
-        if not self.directory.is_dir():
+        self.broken = []
+        try:
+            entries = sorted(self.directory.iterdir())
+        except FileNotFoundError:
             return []
         result = []
-        for entry in sorted(self.directory.iterdir()):
+        for entry in entries:
             if entry.name.startswith(".removed-"):
                 _collect_removed(entry)  # a removal under way, or one cut short long ago
                 continue
@@ -127,15 +138,70 @@ class Containers:
                 continue
             record_path = entry / "container.json"
             try:
-                record = json.loads(record_path.read_text())
-            except (OSError, ValueError):
+                record = json.loads(record_path.read_bytes())
+                container = Container(record["id"], record["name"], entry, record)
+                container.options  # noqa: B018 (what every command needs of it)
+            except FileNotFoundError:
+                if not self._collect_recordless(entry) and not _young(entry):
+                    self.broken.append(self._broken(entry, "no container.json"))
+                continue  # (a creation that has not written it yet)
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}"
+                self.broken.append(self._broken(entry, f"unreadable container.json ({reason})"))
                 continue
-            container = Container(record["id"], record["name"], entry, record)
             if not container.complete and _creator_gone(record):
                 self._collect(container)
                 continue
+            if container.options.auto_remove and self._abandoned(container):
+                self.remove(container, force=True)  # --rm, its monitor killed: we remove it
+                continue
             result.append(container)
         return sorted(result, key=lambda c: c.record.get("created", ""))
+
+    def _collect_recordless(self, directory: Path) -> bool:
+        """A directory without a record, while nobody holds the lock: its creator was killed
+        between making it and writing the record (both under the lock). Remove it."""
+        from runtime.filelock import open_lock, try_lock
+
+        fd = open_lock(self.directory / ".lock")
+        try:
+            if not try_lock(fd) or (directory / "container.json").exists():
+                return False
+            if (runtime_dir(self.root) / directory.name).exists():
+                return False
+            shutil.rmtree(directory, ignore_errors=True)
+            return True
+        finally:
+            os.close(fd)
+
+    def _broken(self, directory: Path, reason: str) -> Container:
+        """A container whose record cannot be read, named by its runtime state if that can."""
+        name = directory.name[:12]
+        try:
+            current = rstate.load(runtime_dir(self.root), directory.name)
+            name = current.record.get("annotations", {}).get(ANNOTATION_NAME) or name
+        except Exception:
+            pass
+        return Container(directory.name, name, directory, {"id": directory.name, "broken": reason})
+
+    def _abandoned(self, container: Container) -> bool:
+        """Whether the container has ended with its monitor killed (nobody else removes it)."""
+        try:
+            current = rstate.load(runtime_dir(self.root), container.id)
+        except Exception:
+            return False
+        return current.status == rstate.STOPPED and not current.exit and not current.monitor_alive
+
+    def warn_broken(self) -> None:
+        """Name each broken container on stderr (listings go on without them)."""
+        import sys
+
+        for c in self.broken:
+            print(
+                f"orchestrator: warning: container {c.id[:12]} ({c.name}): {c.record['broken']};"
+                f" `rm -f {c.id[:12]}` removes it",
+                file=sys.stderr,
+            )
 
     def _collect(self, container: Container) -> None:
         """Remove what a creation cut short left: the runtime's state, if it got that far."""
@@ -154,6 +220,12 @@ class Containers:
                 return container
             if len(name_or_id) >= 3 and container.id.startswith(name_or_id):
                 matches.append(container)
+        if not matches:
+            for container in self.broken:
+                if name_or_id in (container.name, container.id) or (
+                    len(name_or_id) >= 3 and container.id.startswith(name_or_id)
+                ):
+                    matches.append(container)
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -179,7 +251,8 @@ class Containers:
             name = options.name or _random_name(self)
             if options.name:
                 _check_name(options.name)
-                if any(c.name == name for c in self.all()):  # (collects dead creations)
+                taken = [c.name for c in self.all()] + [c.name for c in self.broken]
+                if name in taken:  # (all() collects dead creations)
                     raise ConflictError(f"the container name {name!r} is already in use")
             container_id = secrets.token_hex(32)
             directory = self.directory / container_id
@@ -307,6 +380,8 @@ class Containers:
             current = self.runtime.state(container.id)
         except NotFound:
             return info
+        except rstate.Unreadable as exc:
+            return dict(info, state="unknown", error=str(exc))
         details = current.details()
         state = {"stopped": "exited"}.get(current.status, current.status)
         info.update(
@@ -317,6 +392,8 @@ class Containers:
             started=details.get("started"),
             finished=details.get("finished"),
         )
+        if "exit_unknown" in details:
+            info["exit_unknown"] = details["exit_unknown"]
         return info
 
     def is_running(self, container: Container) -> bool:
@@ -336,7 +413,10 @@ class Containers:
 
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
         try:
+            paused = self.runtime.state(container.id).status == rstate.PAUSED
             self.runtime.kill(container.id, sig)
+            if paused:  # a frozen process takes no signal: thaw it, as Docker does
+                self.runtime.resume(container.id)
         except NotFound:
             raise ConflictError(f"container {container.name} is not running") from None
         except StateError:
@@ -393,19 +473,31 @@ class Containers:
             current = self.runtime.state(container.id)
         except NotFound:
             current = None
+        except rstate.Unreadable:
+            if not force:
+                raise ConflictError(
+                    f"container {container.name}: its runtime state is unreadable: use -f"
+                ) from None
+            self.runtime.delete(container.id, force=True)  # kills what its cgroup holds
+            current = None
         if current is not None:
             if current.status in ("running", "paused", "created") and not force:
                 raise ConflictError(
                     f"container {container.name} is {current.status}: stop it first or use -f"
                 )
             self.runtime.delete(container.id, force=True)
-        gone = self.directory / f".removed-{container.id}"
+        pid = os.getpid()  # (whose removal: collected at once if we are killed)
+        gone = self.directory / f".removed-{container.id}-{pid}-{rstate.process_start_time(pid)}"
         with self._lock():
             try:
                 container.directory.rename(gone)
             except FileNotFoundError:
                 return  # removed meanwhile by someone else
         shutil.rmtree(gone, ignore_errors=True)
+        if container.broken:
+            if (self.root / "networks").exists():
+                self.networks.release(container.id)  # whatever it had
+            return
         if self._networks_used(container.options):
             self.networks.release(container.id)
         if volumes:
@@ -433,11 +525,25 @@ def _collect_removed(path: Path, after: float = 60.0) -> None:
     and deleting it): none takes a minute, so an older one is abandoned."""
     import time
 
+    parts = path.name.removeprefix(".removed-").split("-")
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():  # <id>-<pid>-<start>
+        if rstate.process_start_time(int(parts[1])) != int(parts[2]):
+            shutil.rmtree(path, ignore_errors=True)
+        return
     try:
         if time.time() - path.lstat().st_ctime > after:
             shutil.rmtree(path, ignore_errors=True)
     except FileNotFoundError:
         pass
+
+
+def _young(directory: Path, seconds: float = 60.0) -> bool:
+    import time
+
+    try:
+        return time.time() - directory.stat().st_mtime < seconds
+    except OSError:
+        return True
 
 
 def _creator_gone(record: dict[str, Any]) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ def oci_section(choice: str | None, bounding: list[str]) -> dict[str, Any] | Non
         raise UserError(f"seccomp profile: not valid JSON: {exc}") from None
     if not isinstance(profile, dict):
         raise UserError("seccomp profile: must be a JSON object")
-    return convert(profile, bounding, platform.machine(), _kernel())
+    return convert(profile, bounding, os.uname().machine, _kernel())
 
 
 def convert(

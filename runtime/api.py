@@ -27,7 +27,7 @@ from typing import Any
 from runtime import hooks
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
-from runtime.launch import LaunchOptions, spawn
+from runtime.launching import LaunchOptions
 from runtime.logs import timestamp
 from runtime.monitor_client import wait_exit
 from runtime.spec import ContainerConfig, load_bundle
@@ -52,7 +52,7 @@ class Runtime:
         self.fork_server = fork_server
         self.cgroup_root = cgroup_root
         self.cgroup_parent = cgroup_parent or default_parent()
-        self.cgroup_version = _preload_cgroups(cgroup_root)
+        self.cgroup_version = _preload_cgroups(cgroup_root, managers=not fork_server)
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -110,6 +110,8 @@ class Runtime:
                     container_id, config, directory, options
                 )
             else:
+                from runtime.launch import spawn  # (here: the fork server's clients need not)
+
                 launched = spawn(container_id, config, directory, options)
                 self._monitors = getattr(self, "_monitors", {})
                 self._monitors[container_id] = launched.monitor_pid
@@ -123,7 +125,15 @@ class Runtime:
             with open(tmp, "w") as f:
                 f.write(str(launched.pid))
             os.replace(tmp, pid_file)
-        current = self.state(container_id)
+        try:
+            current = self.state(container_id)
+        except NotFound:
+            if not cleanup_paths:
+                raise
+            # (--rm) It has ended and its monitor removed it already: its exit record is left.
+            record = {"id": container_id, "pid": launched.pid, "bundle": str(config.bundle)}
+            exit_record = self.exited(container_id) or {"exit_code": None}
+            return st.ContainerState(container_id, directory, record, exit_record, st.STOPPED)
         if not create_only and "poststart" in config.hooks:
             self._run_hooks(config.hooks["poststart"], container_id, config, "running", current)
         return current
@@ -149,13 +159,19 @@ class Runtime:
             os.write(fd, b"0")
         finally:
             os.close(fd)
-        current = self.state(container_id)
+        try:
+            current = self.state(container_id)
+        except NotFound:
+            return  # it has run, ended and been removed already (--rm)
         try:
             fifo.unlink()
         except FileNotFoundError:
             pass
         record = dict(current.record, started=timestamp())
-        st.write_json_atomic(directory / "state.json", record)
+        try:
+            st.write_json_atomic(directory / "state.json", record)
+        except FileNotFoundError:
+            return  # (removed meanwhile, as above)
         if "hooks" in record:
             poststart = hooks.from_record(record["hooks"], "poststart")
             self._run_hooks(poststart, container_id, None, "running", current)
@@ -223,7 +239,9 @@ class Runtime:
     def state(self, container_id: str) -> st.ContainerState:
         return st.load(self.root, container_id)
 
-    def list(self) -> list[st.ContainerState]:
+    def list(self, unreadable: list[st.Unreadable] | None = None) -> list[st.ContainerState]:
+        """Every container; one whose state cannot be read is left out (and added to
+        ``unreadable`` when given): it must not hide the others."""
         self._prune_exits()
         result = []
         for container_id in st.list_ids(self.root):
@@ -231,6 +249,9 @@ class Runtime:
                 result.append(self.state(container_id))
             except NotFound:
                 continue  # deleted meanwhile
+            except st.Unreadable as exc:
+                if unreadable is not None:
+                    unreadable.append(exc)
         return result
 
     def kill(self, container_id: str, sig: int = signal.SIGTERM) -> None:
@@ -326,11 +347,18 @@ class Runtime:
 
     def _prune_exits(self, max_age: float = 24 * 3600) -> None:
         """Exit records of removed containers are kept a day: long enough for a supervisor to
-        come back from a crash and learn them, not for ever."""
+        come back from a crash and learn them, not for ever. (And the state a monitor killed
+        in its --rm cleanup left out of sight, ``.removed-<id>``: none takes a minute.)"""
         import time
 
         from runtime.monitor import EXITED_DIR
 
+        try:
+            for entry in os.scandir(self.root):
+                if entry.name.startswith(".removed-") and entry.stat().st_mtime < time.time() - 60:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+        except FileNotFoundError:
+            return
         try:
             entries = list(os.scandir(self.root / EXITED_DIR))
         except FileNotFoundError:
@@ -370,7 +398,13 @@ class Runtime:
         return result
 
     def delete(self, container_id: str, force: bool = False) -> None:
-        current = self.state(container_id)
+        try:
+            current = self.state(container_id)
+        except st.Unreadable:
+            if not force:
+                raise
+            self._delete_unreadable(container_id)
+            return
         if current.status in (st.RUNNING, st.PAUSED) and not force:
             raise StateError(container_id, current.status, "delete")
         if current.status != st.STOPPED:
@@ -379,7 +413,10 @@ class Runtime:
             self.kill(container_id, signal.SIGKILL)
             self.wait(container_id)
         self.wait_monitor_gone(current)  # a live monitor is still removing the cgroup
-        if current.status == st.STOPPED and current.exit is None:
+        # Its monitor was killed (before the container ended, or after): nobody recorded the
+        # exit or removed the cgroup.
+        recorded = current.exit is not None or (current.directory / "exit.json").exists()
+        if not recorded and not current.monitor_alive and current.directory.exists():
             self._cleanup_orphan(current)
         shutil.rmtree(current.directory, ignore_errors=True)
         if "hooks" in current.record:
@@ -419,6 +456,8 @@ class Runtime:
             assert config is not None
             bundle, annotations = str(config.bundle), config.annotations
         pid = current.pid if current is not None and status != st.STOPPED else None
+        if pid and status == st.RUNNING:
+            _wait_executed(pid)  # poststart: once the program runs, not the init before it
         state = hooks.state(container_id, status, pid, bundle, annotations)
         kind = "poststart" if status == st.RUNNING else "poststop"
         for warning in hooks.run_warning(which, state, kind):
@@ -448,6 +487,43 @@ class Runtime:
             parent=str(record.get("cgroup_parent", self.cgroup_parent)),
             version=self.cgroup_version,
         )
+
+    def _delete_unreadable(self, container_id: str) -> None:
+        """Remove a container whose state.json cannot be read: its pid is not known, but its
+        cgroup (``<cgroup_parent>/<id>``) holds its processes. Killing them ends its monitor
+        too, which records the exit and removes the cgroup; we wait for that, then finish."""
+        import time
+
+        from runtime import monitor_client
+
+        directory = self.root / container_id
+        waiter = monitor_client.connect(directory)
+        cgroup = self._cgroup(
+            container_id, st.ContainerState(container_id, directory, {}, None, "")
+        )
+        try:
+            cgroup.kill_all(signal.SIGKILL)
+        except Exception as exc:
+            if waiter is not None:
+                waiter.close()
+            raise Error(f"container {container_id}: cannot kill its processes: {exc}") from None
+        if waiter is not None:
+            waiter.settimeout(10)
+            try:
+                while waiter.recv(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                waiter.close()
+        deadline = time.monotonic() + 10
+        while waiter is not None and cgroup.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the monitor removes it
+        try:
+            cgroup.destroy()
+        except Exception as exc:
+            raise Error(f"container {container_id}: cannot remove its cgroup: {exc}") from None
+        shutil.rmtree(directory, ignore_errors=True)
 
     def _cleanup_orphan(self, current: st.ContainerState) -> None:
         """The monitor died without recording an exit: remove what it would have."""
@@ -488,18 +564,37 @@ class Runtime:
         self._reap_monitor(current.id, block=True)
 
 
-def _preload_cgroups(root: str) -> int:
-    """Detect the cgroup version and import its manager here, once, rather than in each monitor."""
+def _preload_cgroups(root: str, managers: bool = True) -> int:
+    """Detect the cgroup version and import its manager here, once, rather than in each monitor
+    (``managers``: monitors are forked from here, not from the fork server)."""
     from runtime.cgroups import detect_version
 
     version = detect_version(root)
-    if version == 2:
+    if not managers:
+        pass
+    elif version == 2:
         import runtime.cgroups.v2
     else:
         import runtime.cgroups.v1
 
         runtime.cgroups.v1.layout(root)
     return version
+
+
+def _wait_executed(pid: int, timeout: float = 2.0) -> None:
+    """Until ``pid``, a container's init (a fork of a Python process like this one), has
+    executed the container's program, or ended."""
+    import time
+
+    ours = os.readlink("/proc/self/exe")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") != ours:
+                return
+        except OSError:
+            return  # it has ended
+        time.sleep(0.001)
 
 
 def _stop_signal(current: st.ContainerState) -> int:

@@ -162,7 +162,12 @@ def run_command(args: argparse.Namespace) -> int:
     elif command == "resume":
         rt.resume(args.id)
     elif command == "list":
-        states = rt.list()
+        from runtime.state import Unreadable
+
+        unreadable: list[Unreadable] = []
+        states = rt.list(unreadable)
+        for broken in unreadable:
+            print(f"runtime: warning: {broken}", file=sys.stderr)
         if args.format == "json":
             print(json.dumps([s.details() for s in states], indent=2))
         else:

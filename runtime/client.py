@@ -649,7 +649,7 @@ class _ExitWatch:
 
 
 def _socket_address(directory: Path) -> tuple[int, str]:
-    from runtime.monitor import socket_address
+    from runtime.monitor_client import socket_address
 
     return socket_address(directory)
 

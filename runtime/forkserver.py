@@ -27,23 +27,19 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import protocol
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.filelock import open_lock, try_lock
-from runtime.launch import (
-    Launched,
-    LaunchOptions,
-    MonitorArgs,
-    finish_launch,
-    fork_monitor,
-    prepare_directory,
-)
+from runtime.launching import Launched, LaunchOptions, finish_launch, prepare_directory
 from runtime.linux import syscalls as sc
-from runtime.spec import ContainerConfig, parse_config
 from runtime.trace import mark
+
+if TYPE_CHECKING:  # (the server's side imports them: a client need not)
+    from runtime.launch import MonitorArgs
+    from runtime.spec import ContainerConfig
 
 # The protocol version is in the name: a server of another version is never spoken to.
 SOCKET_NAME = protocol.FORK_SERVER_SOCKET
@@ -141,6 +137,8 @@ class _Template:
 
 
 def _template_loop(sock: socket.socket) -> None:
+    from runtime.launch import fork_monitor
+
     sc.set_process_name("orc-template")
     # Children are reaped by the kernel; a monitor sets SIGCHLD back to default for its own.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
@@ -358,6 +356,8 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
 
 def _arguments(data: bytes) -> MonitorArgs:
     """(in the monitor) The launch request (runtime.protocol.launch_from_wire)."""
+    from runtime.spec import parse_config
+
     request, raw_config = protocol.launch_from_wire(data)
     raw_options = request["options"]
     options = LaunchOptions(**{**raw_options, "cleanup_paths": tuple(raw_options["cleanup_paths"])})
@@ -390,8 +390,10 @@ def _preload(cgroup_root: str) -> None:
         import runtime.cgroups.v1
 
         runtime.cgroups.v1.layout(cgroup_root)
+    import runtime.launch  # the start's code, the init's with it
     import runtime.pool
     import runtime.premount
+    import runtime.spec
     import runtime.users
 
 

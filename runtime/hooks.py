@@ -136,18 +136,17 @@ def run_warning(hooks: tuple[Hook, ...], container_state: dict[str, Any], kind: 
 def run_one(hook: Hook, stdin: bytes) -> str | None:
     """Run one hook with ``stdin``; None when it succeeded, else why not."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(read_end, 0)
-            env = dict(e.split("=", 1) for e in hook.env if "=" in e)
-            os.execve(hook.path, list(hook.args), env)
-        except BaseException as exc:
-            try:
-                os.write(2, f"hook {hook.path}: {exc}\n".encode())
-            finally:
-                os._exit(127)
-    os.close(read_end)
+    env = dict(e.split("=", 1) for e in hook.env if "=" in e)
+    try:
+        # posix_spawn, not fork: the caller may have threads (the supervisor does)
+        pid = os.posix_spawn(
+            hook.path, list(hook.args), env, file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)]
+        )
+    except OSError as exc:
+        os.close(write_end)
+        return f"cannot be run: {exc.strerror}"
+    finally:
+        os.close(read_end)
     try:
         os.write(write_end, stdin)  # (a state fits in the pipe: no wait for the reader)
     except OSError:

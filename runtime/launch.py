@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,7 +27,8 @@ from runtime import hooks, init, seccomp, userns
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
-from runtime.errors import AlreadyExists, SetupError
+from runtime.errors import SetupError
+from runtime.launching import Launched, LaunchOptions, finish_launch, prepare_directory
 from runtime.linux import syscalls as sc
 from runtime.logs import timestamp
 from runtime.monitor import (
@@ -43,40 +43,7 @@ from runtime.spec import ContainerConfig
 from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
 
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    create_only: bool = False  # wait on exec.fifo for `start`
-    log_path: str | None = None
-    log_max_size: int = 10 * 1024 * 1024
-    log_max_files: int = 3
-    cgroup_root: str = "/sys/fs/cgroup"
-    cgroup_parent: str = "orchestrator"
-    cgroup_version: int | None = None  # detected once by the caller, not in every monitor
-    inherit_stdio: bool = False  # the container writes to our stdio instead of the log
-    cleanup_paths: tuple[str, ...] = ()  # removed with the container's state once it ends (--rm)
-    console_socket: str | None = None  # where to send the terminal's master (OCI --console-socket)
-    stdin: bool = False  # keep the container's stdin open for clients that attach with "stdin"
-
-
-@dataclass(frozen=True)
-class Launched:
-    monitor_pid: int
-    pid: int
-
-
-def prepare_directory(container_id: str, directory: Path, options: LaunchOptions) -> None:
-    """The container's state directory (and exec FIFO): the id is taken once this succeeds."""
-    try:
-        directory.mkdir(parents=False)
-    except FileExistsError:
-        raise AlreadyExists(f"container {container_id} already exists") from None
-    try:
-        if options.create_only:
-            os.mkfifo(directory / "exec.fifo", 0o600)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
+__all__ = ["LaunchOptions", "Launched", "finish_launch", "fork_monitor", "prepare_directory"]
 
 
 # A loaded config, or a function that loads it: the fork server hands over the raw request
@@ -148,18 +115,6 @@ def spawn(
     finally:
         report_r.close()
     return finish_launch(directory, message, monitor_pid)
-
-
-def finish_launch(
-    directory: Path, message: dict[str, Any] | None, monitor_pid: int | None
-) -> Launched:
-    if not message or "pid" not in message:
-        if monitor_pid:
-            _reap(monitor_pid)
-        shutil.rmtree(directory, ignore_errors=True)
-        error = (message or {}).get("error") or "container setup failed: the monitor died"
-        raise SetupError(error)
-    return Launched(int(message.get("monitor_pid") or monitor_pid or 0), int(message["pid"]))
 
 
 def _start_container(

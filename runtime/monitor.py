@@ -33,18 +33,13 @@ from runtime.cgroups import open_manager
 from runtime.channel import Channel, socket_pair
 from runtime.linux import syscalls as sc
 from runtime.logs import LogWriter, timestamp
+from runtime.monitor_client import socket_address
 from runtime.protocol import ATTACH, ATTACHED, MONITOR_SOCKET, STDIN
 from runtime.state import write_json_atomic
 from runtime.trace import mark
 
 SOCKET_NAME = MONITOR_SOCKET
 EXITED_DIR = ".exited"  # exit records of removed (--rm) containers, in the runtime root
-
-
-def socket_address(directory: Path) -> tuple[int, str]:
-    """(dirfd, short path) to reach monitor.sock whatever the length of the state path."""
-    dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return dirfd, f"/proc/self/fd/{dirfd}/{SOCKET_NAME}"
 
 
 def _reap(pid: int) -> None:
@@ -516,6 +511,17 @@ def _finish(
             waiters.append(conn)
         except OSError:
             break
+    removed: list[str] = []
+    if cleanup_paths:
+        # (--rm) Gone before anyone hears of the exit: the exit record outlives the state, for
+        # whoever asks after it; the paths are renamed out of sight now, deleted later.
+        try:
+            tombstones = directory.parent / EXITED_DIR
+            tombstones.mkdir(exist_ok=True)
+            write_json_atomic(tombstones / f"{directory.name}.json", record)
+        except OSError:
+            pass
+        removed = [_out_of_sight(path) for path in (*cleanup_paths, str(directory))]
     line = json.dumps(record).encode() + b"\n"
     for conn in waiters:
         try:
@@ -541,19 +547,23 @@ def _finish(
         except ChildProcessError:
             break
     _destroy_quietly(cgroup)
-    if cleanup_paths:
-        # The exit outlives the container's state, for whoever asks after it is gone.
-        try:
-            tombstones = directory.parent / EXITED_DIR
-            tombstones.mkdir(exist_ok=True)
-            write_json_atomic(tombstones / f"{directory.name}.json", record)
-        except OSError:
-            pass
-        for path in cleanup_paths:
-            shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(directory, ignore_errors=True)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     mark("finished")
     os._exit(0)
+
+
+def _out_of_sight(path: str) -> str:
+    """Rename ``path`` to ``.removed-<name>`` beside it (what the orchestrator's listings skip,
+    and collect if a removal was cut short); the name to delete. Where it cannot be renamed,
+    ``path`` itself."""
+    head, _, name = path.rstrip("/").rpartition("/")
+    gone = f"{head}/.removed-{name}"
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return path
+    return gone
 
 
 def _destroy_quietly(cgroup: Any) -> None:

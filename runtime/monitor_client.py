@@ -13,8 +13,13 @@ from typing import Any
 
 from runtime import protocol
 from runtime.errors import Error
-from runtime.monitor import socket_address
 from runtime.state import read_json
+
+
+def socket_address(directory: Path) -> tuple[int, str]:
+    """(dirfd, short path) to reach monitor.sock whatever the length of the state path."""
+    dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return dirfd, f"/proc/self/fd/{dirfd}/{protocol.MONITOR_SOCKET}"
 
 
 def connect(directory: Path) -> socket.socket | None:

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import json
 import os
-import platform
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,11 +278,8 @@ def load(raw: Any, cache_dir: str | None = None) -> tuple[bytes, int]:
     compiled from: the file holds that section's text, compared in full (its name is only a
     checksum)."""
     path = text = None
-    header = CACHE_FORMAT + platform.machine().encode() + b"\n"
+    header = CACHE_FORMAT + os.uname().machine.encode() + b"\n"
     if cache_dir:
-        import json
-        import zlib
-
         text = json.dumps(raw, separators=(",", ":")).encode()
         path = f"{cache_dir}/{zlib.crc32(text):08x}-{len(text):x}"
         data = b""
@@ -328,7 +326,7 @@ def compile_filter(profile: Profile, machine: str | None = None) -> bytes:
     ``machine`` (default: this one)."""
     from runtime.seccomp_tables import TABLES
 
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     family = FAMILIES.get(machine)
     if family is None:
         raise SetupError(f"seccomp: no system call table for this machine ({machine})")

@@ -33,6 +33,17 @@ ALLOWED = {
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 
+class Unreadable(Error):
+    """A container whose state.json cannot be read: it is named (listings go on without it)
+    and ``Runtime.delete(force=True)`` still removes what it owns."""
+
+    def __init__(self, container_id: str, directory: Path, cause: Exception) -> None:
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+        super().__init__(f"container {container_id}: unreadable state.json: {reason}")
+        self.container_id = container_id
+        self.directory = directory
+
+
 def check_transition(container_id: str, status: str, operation: str) -> None:
     if status not in ALLOWED[operation]:
         raise StateError(container_id, status, operation)
@@ -132,7 +143,14 @@ class ContainerState:
             )
         else:
             info.update(exit_code=None, oom_killed=False, finished=None)
+            if self.status == STOPPED and self.record.get("started") and not self.monitor_alive:
+                info["exit_unknown"] = "its monitor ended before the container, unrecorded"
         return info
+
+    @property
+    def monitor_alive(self) -> bool:
+        pid = int(self.record.get("monitor_pid") or 0)
+        return bool(pid) and process_start_time(pid) == self.record.get("monitor_start")
 
 
 def load(root: Path, container_id: str) -> ContainerState:
@@ -142,7 +160,9 @@ def load(root: Path, container_id: str) -> ContainerState:
     except FileNotFoundError:
         raise NotFound(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as exc:
-        raise Error(f"container {container_id}: unreadable state: {exc}") from None
+        raise Unreadable(container_id, directory, exc) from None
+    if not isinstance(record, dict):
+        raise Unreadable(container_id, directory, ValueError("not a JSON object"))
     exit_record = None
     try:
         exit_record = read_json(directory / "exit.json")
@@ -181,4 +201,8 @@ def _frozen(path: str) -> bool:
 def list_ids(root: Path) -> list[str]:
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "state.json").exists())
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if not p.name.startswith(".") and (p / "state.json").exists()  # (.removed-: going)
+    )

@@ -1,5 +1,5 @@
-"""What a non-editable install carries: the stack schema is package data, not a file that only
-exists beside a source checkout."""
+"""What a non-editable install carries: the stack schema and the default seccomp profile are
+package data, not files that only exist beside a source checkout."""
 
 from __future__ import annotations
 
@@ -33,4 +33,6 @@ def test_wheel_carries_the_stack_schema(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("orchestrator-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         packaged = archive.read("orchestrator/stack/stack.schema.json")
+        profile = archive.read("orchestrator/seccomp_default.json")
     assert packaged == (REPO / "schemas" / "stack.schema.json").read_bytes()
+    assert profile == (REPO / "orchestrator" / "seccomp_default.json").read_bytes()

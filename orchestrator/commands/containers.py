@@ -239,10 +239,15 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_env_file(path: str) -> list[str]:
     try:
-        with open(path) as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise UserError(f"--env-file {path}: {exc.strerror}") from None
+    try:
+        lines = data.decode().splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"--env-file {path}: line {line} is not valid UTF-8") from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -252,15 +257,28 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_terminal(args: argparse.Namespace) -> None:
+    if args.tty and args.interactive and not getattr(args, "detach", False) and not os.isatty(0):
+        error = UserError("the input device is not a TTY")  # Docker's words, and status 1
+        error.own_status = True  # type: ignore[attr-defined]
+        raise error
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_terminal(args)
     containers = _containers(args)
     container = containers.create(_options(args))
     from runtime.attach import window_size
 
     terminal = window_size() if args.tty and not args.detach else None
+    # Opened before the start: with --rm the monitor takes the container's files out of
+    # sight before it tells the exit, and its output is read after.
+    log = None if args.detach or args.tty else _open_log(container.log_path)
     try:
         attached = containers.start(container, attach=not args.detach, terminal=terminal)
     except BaseException:
+        if log is not None:
+            log.close()
         containers.remove(container, force=True, volumes=True)
         raise
     if attached is None:
@@ -271,8 +289,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _attach_terminal(
                 containers, container, attached.waiter, attached.console, remove=args.rm
             )
-        return _attach(containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin)
+        return _attach(
+            containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin, log=log
+        )
     finally:
+        if args.rm and container.directory.exists():  # its monitor did not: killed
+            containers.remove(container, force=True)
         if args.rm and container.options.network not in ("none", "host"):
             containers.networks.release(container.id)  # its peers forget it now
         if args.rm:
@@ -291,9 +313,7 @@ def _attach_terminal(
 ) -> int:
     """Join our terminal to the container's until it ends; return its exit code."""
     from runtime.attach import relay
-    from runtime.state import load
 
-    current = load(containers.runtime.root, container.id)
     try:
         relay(console, interactive=container.options.interactive)
     finally:
@@ -303,10 +323,9 @@ def _attach_terminal(
         received += chunk
     waiter.close()
     result = json.loads(received) if received.strip() else containers.wait(container)
-    if remove:
-        containers.runtime.wait_monitor_gone(current)
-    code = result.get("exit_code")
-    return int(code) if code is not None else 1
+    # (with remove, the monitor took the container out of sight before it told the exit; its
+    # cgroup and files go on being removed meanwhile)
+    return _exit_status(container, result)
 
 
 def _attach(
@@ -316,16 +335,16 @@ def _attach(
     remove: bool = False,
     offset: int = 0,
     stdin: Any = None,
+    log: Any = None,
 ) -> int:
     """Stream the container's log to our stdout/stderr until it exits; return its exit code.
 
-    ``sock`` was connected to the monitor before the start, so no exit goes unheard."""
-    from runtime.state import load
-
-    current = load(containers.runtime.root, container.id)
+    ``sock`` was connected to the monitor before the start, so no exit goes unheard; ``log``:
+    the log, opened already (``_open_log``)."""
     if stdin is not None:
         _feed(stdin)
     reader = _LogTail(container.log_path, offset)
+    reader.tail.file = log
     received = b""
     try:
         while sock is not None:
@@ -345,14 +364,28 @@ def _attach(
     result: dict[str, Any] = {}
     if received.strip():
         result = json.loads(received)
-    if remove:
-        containers.runtime.wait_monitor_gone(current)
-    else:
+    if not remove:  # (removed: the monitor took it out of sight before it told the exit)
         result = result or containers.wait(container)
     reader.pump()
     reader.close()
+    return _exit_status(container, result)
+
+
+def _open_log(path: Any) -> Any:
+    """The container's log for reading, made if its monitor has not yet (it appends to it)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640), "rb")
+
+
+def _exit_status(container: Any, result: dict[str, Any]) -> int:
     code = result.get("exit_code")
-    return int(code) if code is not None else 1
+    if code is None:
+        print(
+            f"orchestrator: container {container.name}: exit status unknown: its monitor ended"
+            " before recording it",
+            file=sys.stderr,
+        )
+        return 1
+    return int(code)
 
 
 def _feed(sock: Any) -> None:
@@ -422,6 +455,14 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_ps(args: argparse.Namespace) -> int:
     containers = _containers(args)
     rows = [containers.status(c) for c in containers.all()]
+    containers.warn_broken()
+    for row in rows:
+        if row.get("error"):
+            print(
+                f"orchestrator: warning: container {row['id'][:12]} ({row['name']}): "
+                f"{row['error']}; `rm -f {row['id'][:12]}` removes it",
+                file=sys.stderr,
+            )
     if not args.all:
         rows = [r for r in rows if r["state"] in ("running", "paused")]
     if args.format == "json":
@@ -435,7 +476,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for r in rows:
         state = r["state"]
         if state == "exited":
-            state = f"exited ({r['exit_code']})"
+            state = f"exited ({'unknown' if r.get('exit_unknown') else r['exit_code']})"
         command = (r["command"] or "")[:22]
         print(f"{r['id'][:12]:14}{str(r['image'])[:22]:24}{command:24}{state:18}{r['name']}")
     return 0
@@ -457,14 +498,32 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _for_each(args: argparse.Namespace, action: Any) -> int:
-    """Apply ``action(containers, container)`` to each named container, printing its name."""
+def _for_each(args: argparse.Namespace, action: Any, show: Any = None) -> int:
+    """Apply ``action(containers, container)`` to each named container, printing its name
+    (or what ``show(container, result)`` gives). Every argument is tried, as Docker does;
+    the failures are reported at the end, and any makes the status 1."""
     containers = _containers(args)
+    failures: list[str] = []
     for name in args.containers:
-        container = containers.get(name)
-        action(containers, container)
-        print(container.name)
-    return 0
+        try:
+            container = containers.get(name)
+            result = action(containers, container)
+        except UserError as exc:
+            failures.append(str(exc))
+            continue
+        except _runtime_errors() as exc:
+            failures.append(f"{name}: {exc}")
+            continue
+        print(container.name if show is None else show(container, result), flush=True)
+    for failure in failures:
+        print(f"orchestrator: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _runtime_errors() -> type[Exception]:
+    from runtime.errors import Error
+
+    return Error
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -494,17 +553,18 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    containers = _containers(args)
-    for name in args.containers:
-        result = containers.wait(containers.get(name))
-        print(result.get("exit_code"))
-    return 0
+    def code(container: Any, result: dict[str, Any]) -> str:
+        value = result.get("exit_code")
+        return "unknown" if value is None else str(value)
+
+    return _for_each(args, lambda cs, c: cs.wait(c), code)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """Exit with the command's own status, as ``docker exec`` does."""
     if not args.cmd:
         raise UserError("exec: give the command to run")
+    _check_terminal(args)
     from runtime.attach import window_size
 
     containers = _containers(args)
@@ -527,8 +587,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     containers = _containers(args)
     out = []
+    failures = []
     for name in args.containers:
-        container = containers.get(name)
+        try:
+            container = containers.get(name)
+        except UserError as exc:
+            failures.append(str(exc))
+            continue
         networks = containers.networks
         out.append(
             {
@@ -539,4 +604,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             }
         )
     print(json.dumps(out, indent=2))
-    return 0
+    for failure in failures:
+        print(f"orchestrator: {failure}", file=sys.stderr)
+    return 1 if failures else 0

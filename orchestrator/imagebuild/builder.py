@@ -23,7 +23,6 @@ succeed stay in the store as cache until ``image prune``.
 from __future__ import annotations
 
 import copy
-import os
 import secrets
 import shutil
 import sys
@@ -45,7 +44,7 @@ from runtime.errors import Error as RuntimeError_
 from runtime.errors import NotFound
 from runtime.image.manifests import DEFAULT_PATH_ENV, host_architecture
 from runtime.image.model import Image
-from runtime.image.store import ImageStore
+from runtime.image.store import ImageStore, owner_tag
 
 __all__ = ["BuildError", "BuildOptions", "Builder", "State"]
 
@@ -91,7 +90,7 @@ class Builder(MetadataSteps, FileSteps, RunStep):
                 raise BuildError(f"{display}: target stage {options.target!r} not found")
         else:
             target = self.df.stages[-1]
-        self.work = self.cache.tmp_root() / f"b-{os.getpid()}-{secrets.token_hex(6)}"
+        self.work = self.cache.tmp_root() / f"b-{owner_tag()}-{secrets.token_hex(6)}"
         self.work.mkdir(mode=0o700)
         try:
             # Layers of steps no image references yet: kept from rmi and prune meanwhile.

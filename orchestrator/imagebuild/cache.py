@@ -84,4 +84,30 @@ class BuildCache:
         """Where builds keep their working directories (removed when each build ends)."""
         path = self.directory / "tmp"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.collect_stale(path)
         return path
+
+    def collect_stale(self, tmp: Path) -> None:
+        """Remove what killed builds left: their step containers (a runtime state whose bundle
+        lies in their folder), then the folder (named ``b-<pid>-<start>-...``: gone)."""
+        from runtime.image.store import _owner_alive
+
+        stale = [p for p in tmp.iterdir() if not _owner_alive(p.name)]
+        if not stale:
+            return
+        import shutil
+
+        from runtime.api import Runtime
+        from runtime.errors import Error
+
+        runtime = Runtime(self.directory.parent / "runtime", fork_server=True)
+        for current in runtime.list():
+            if current.id.startswith("build-") and any(
+                current.bundle.startswith(f"{p}/") for p in stale
+            ):
+                try:
+                    runtime.delete(current.id, force=True)
+                except Error:
+                    return  # try again next time rather than remove what still runs
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Who the container runs as and what it may do: ``user``, ``read_only``, ``cap_add`` and
-``cap_drop``, ``no-new-privileges``, and the pod's ``sysctls``."""
+``cap_drop``, ``no-new-privileges``, ``seccomp``, and the pod's ``sysctls``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def container_security(ctx: Context, service: Service) -> dict[str, Any]:
             )
     if service.no_new_privileges:
         sc["allowPrivilegeEscalation"] = False
+    if service.seccomp == "unconfined":
+        sc["seccompProfile"] = {"type": "Unconfined"}
+    elif service.seccomp is not None:
+        sc["seccompProfile"] = {"type": "RuntimeDefault"}
+        ctx.notes.service(
+            service.name,
+            "security_opt",
+            f"seccomp profile {service.seccomp}: a Localhost profile must be installed on every "
+            "node (securityContext.seccompProfile.localhostProfile); RuntimeDefault is used",
+        )
     caps: dict[str, list[str]] = {}
     if service.cap_add:
         caps["add"] = list(service.cap_add)

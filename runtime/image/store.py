@@ -289,7 +289,10 @@ class ImageStore:
 
     def _tmp_path(self, prefix: str) -> Path:
         self._ensure()
-        return self.tmp_root / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}"
+        if not getattr(self, "_swept", False):
+            self._swept = True
+            collect_dead_owners(self.tmp_root)  # what killed imports left (issue 9)
+        return self.tmp_root / f"{prefix}-{owner_tag()}-{secrets.token_hex(8)}"
 
     def ingest_blob(
         self,
@@ -866,14 +869,42 @@ def _open_input(path: Path) -> BinaryIO:
         raise InvalidImage(f"cannot read {path}: {exc.strerror}") from None
 
 
+def owner_tag() -> str:
+    """``<pid>-<start time>`` of this process, for the names of work in progress: a name
+    whose process is gone (the pid's start time differs) is left over, and collected."""
+    from runtime.state import process_start_time
+
+    return f"{os.getpid()}-{process_start_time(os.getpid())}"
+
+
+def collect_dead_owners(directory: Path) -> None:
+    """Remove the entries of ``directory`` (named ``<prefix>-<owner_tag>-...``) whose writer
+    is gone."""
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return
+    for path in entries:
+        if not _owner_alive(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def _owner_alive(name: str) -> bool:
-    """Temp names carry the writer's pid (``b-<pid>-<rand>``)."""
+    """Temp names carry the writer's pid and start time (``b-<pid>-<start>-<rand>``; older
+    ones ``b-<pid>-<rand>``, by pid alone)."""
     parts = name.split("-")
     if len(parts) < 3 or not parts[1].isdigit():
         return False
     pid = int(parts[1])
     if pid == os.getpid():
         return True
+    if len(parts) >= 4 and parts[2].isdigit():
+        from runtime.state import process_start_time
+
+        return process_start_time(pid) == int(parts[2])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

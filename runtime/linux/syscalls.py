@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -64,7 +63,7 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine  # (not the platform module: its import compiles regexes)
 _SYSCALLS = {
     "x86_64": {
         "pivot_root": 155,

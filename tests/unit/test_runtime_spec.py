@@ -54,7 +54,10 @@ def test_default_spec_parses_to_docker_defaults(tmp_path: Path) -> None:
         ),
         ({"process__oomScoreAdj": 5000}, "oomScoreAdj: must be between -1000 and 1000"),
         ({"hostname": "bad host\nname"}, "is not a valid hostname"),
-        ({"linux__namespaces": [{"type": "pid"}]}, "a mount namespace is required"),
+        (
+            {"linux__namespaces": [{"type": "pid"}], "root__readonly": True},
+            "a read-only root needs a mount namespace",
+        ),
         ({"linux__namespaces": [{"type": "mount"}, {"type": "mount"}]}, "listed twice"),
         ({"linux__namespaces": [{"type": "mount"}, {"type": "bogus"}]}, "unknown namespace type"),
         (
@@ -63,6 +66,19 @@ def test_default_spec_parses_to_docker_defaults(tmp_path: Path) -> None:
         ),
         ({"linux__rootfsPropagation": "sideways"}, "unknown propagation"),
         ({"linux__sysctl": {"../../etc": "1"}}, "invalid entry"),
+        (
+            {"linux__sysctl": {"vm.swappiness": "1"}},
+            "change the host's value (it is not namespaced)",
+        ),
+        (
+            {
+                "linux__sysctl": {"net.ipv4.ip_forward": "1"},
+                "linux__namespaces": [{"type": "mount"}],
+            },
+            "without a network namespace",
+        ),
+        ({"hooks": {"prestart": [{"path": "relative"}]}}, "hooks.prestart[0].path"),
+        ({"hooks": {"poststop": [{"path": "/x", "timeout": 0}]}}, "hooks.poststop[0].timeout"),
         ({"mounts": [{"destination": "relative", "type": "tmpfs"}]}, "must be an absolute path"),
         (
             {"mounts": [{"destination": "/x", "type": "tmpfs", "options": ["idmap"]}]},
@@ -78,6 +94,48 @@ def test_invalid_configs_name_the_field(
         config(tmp_path, **changes)
     assert message in str(info.value)
     assert str(info.value).startswith("config.json: ")
+
+
+def test_namespaces_not_listed_are_the_hosts(tmp_path: Path) -> None:
+    c = config(tmp_path, linux__namespaces=[{"type": "pid"}])
+    assert c.namespaces == {"pid": None}
+    assert c.warnings == (  # nothing is mounted: the host's mount namespace
+        "mounts, linux.maskedPaths, linux.readonlyPaths ignored: without a mount namespace"
+        " the container shares the host's mounts (its root is root.path, by chroot)",
+    )
+
+
+def test_security_labels_warn_where_no_module_applies_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime import spec
+
+    monkeypatch.setattr(spec, "security_module_active", lambda module: False)
+    c = config(tmp_path, process__apparmorProfile="docker-default", linux__mountLabel="x")
+    assert c.warnings == (
+        "process.apparmorProfile ignored: AppArmor is not enabled on this host",
+        "linux.mountLabel ignored: SELinux is not enabled on this host",
+    )
+    monkeypatch.setattr(spec, "security_module_active", lambda module: module == "SELinux")
+    with pytest.raises(BundleError, match=r"process\.selinuxLabel: SELinux is active"):
+        config(tmp_path, process__selinuxLabel="system_u:system_r:container_t:s0")
+
+
+def test_hooks_are_parsed_and_kept_in_order(tmp_path: Path) -> None:
+    from runtime.hooks import Hook
+
+    c = config(
+        tmp_path,
+        hooks={
+            "prestart": [{"path": "/bin/a"}, {"path": "/bin/b", "args": ["b", "1"], "timeout": 5}],
+            "poststop": [{"path": "/bin/c", "env": ["X=1"]}],
+            "futureKind": [{"path": "/bin/d"}],
+        },
+    )
+    assert c.hooks == {
+        "prestart": (Hook("/bin/a", ("/bin/a",), (), None), Hook("/bin/b", ("b", "1"), (), 5)),
+        "poststop": (Hook("/bin/c", ("/bin/c",), ("X=1",), None),),
+    }
 
 
 def test_overlay_directories_may_not_hold_separators(tmp_path: Path) -> None:

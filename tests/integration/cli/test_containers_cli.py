@@ -136,7 +136,7 @@ def test_user_errors_are_one_line(orc: Orc) -> None:
         assert "Traceback" not in done.stderr
     orc("run", "--name", "taken", "busybox", "true")
     dup = orc("run", "--name", "taken", "busybox", "true", check=False)
-    assert dup.returncode == 1 and "already in use" in dup.stderr
+    assert dup.returncode == 125 and "already in use" in dup.stderr
     # a failed run leaves no container behind
     assert [r["name"] for r in json.loads(orc("ps", "-a", "--format", "json").stdout)] == ["taken"]
 
@@ -221,7 +221,7 @@ def test_capabilities_drop_then_add_and_read_only(orc: Orc) -> None:
     done = orc("run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x || echo refused")
     assert "refused" in done.stdout
     bad = orc("run", "--rm", "--cap-add", "CAP_FLYING", "busybox", "true", check=False)
-    assert bad.returncode == 1 and "unknown capability" in bad.stderr
+    assert bad.returncode == 125 and "unknown capability" in bad.stderr
 
 
 def test_interactive_without_terminal_pipes_stdin(orc: Orc, state_root: Path) -> None:

@@ -231,7 +231,7 @@ def test_volumes_from(orc: Orc, tmp_path: Path) -> None:
     assert out == "w\n"
     assert (host / "f").read_text() == "w\n"
     done = orc("run", "--rm", "--volumes-from", "nobody-here", "busybox", "true", check=False)
-    assert done.returncode == 1 and "--volumes-from nobody-here: no such container" in done.stderr
+    assert done.returncode == 125 and "--volumes-from nobody-here: no such container" in done.stderr
 
 
 def test_attach_and_detach_on_a_running_container(
@@ -307,7 +307,7 @@ def test_a_symlink_another_container_planted_in_a_shared_volume_stays_inside(
     done = orc(
         "run", "--rm", "-v", "shared:/v", "--tmpfs", "/v/dangling/t", "busybox", "true", check=False
     )
-    assert done.returncode == 1 and "/v/dangling" in done.stderr
+    assert done.returncode == 125 and "/v/dangling" in done.stderr
     assert list(victim.iterdir()) == []
     assert _host_mounts(tmp_path) == [] and _host_mounts(Path("/tmp") / unique) == []
 
@@ -333,7 +333,7 @@ def test_bad_input_is_one_clear_error_and_nothing_is_made(orc: Orc, seeded: str)
     ]
     for flags, message in cases:
         done = orc("run", "--rm", *flags, seeded, "true", check=False)
-        assert done.returncode == 1, flags
+        assert done.returncode == 125, flags  # Docker's status for run's own errors
         assert message in done.stderr, (flags, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert orc("ps", "-a", "-q").stdout == ""

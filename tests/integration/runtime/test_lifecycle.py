@@ -368,3 +368,24 @@ def test_the_exit_of_a_removed_container_is_not_lost(
     assert rt.exited("gone") is None
     assert rt.wait("gone", timeout=0.1) is None
     rt.delete("gone", force=True)
+
+
+def test_a_removed_container_is_gone_when_its_exit_is_heard(
+    rt: Any, tmp_path: Path, busybox_rootfs: Path, state_root: Path
+) -> None:
+    """``--rm``: the monitor takes the container's paths out of sight before it tells its
+    waiters the exit, so that they need not wait for the slower rest (mounts, cgroup)."""
+    b = bundle(tmp_path / "b", ["true"], lower=busybox_rootfs)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    created = rt.create("rm", b, cleanup_paths=(str(extra),))
+    waiter = rt.connect_waiter("rm")
+    rt.start("rm")
+    received = b""
+    while chunk := waiter.recv(4096):
+        received += chunk
+    waiter.close()
+    assert json.loads(received)["exit_code"] == 0
+    assert not extra.exists() and not (state_root / "runtime" / "rm").exists()
+    assert [s.id for s in rt.list()] == []
+    rt.wait_monitor_gone(created)  # (the rest, for the leak check)

@@ -46,6 +46,7 @@ HANDLED: dict[type, set[str]] = {
         "cap_add",
         "cap_drop",
         "no_new_privileges",
+        "seccomp",
         "sysctls",
         "tty",
         "stdin_open",

@@ -134,7 +134,7 @@ services:
     read_only: true
     cap_add: [NET_ADMIN, cap_sys_time]
     cap_drop: [ALL]
-    security_opt: [no-new-privileges:true]
+    security_opt: [no-new-privileges:true, "seccomp:profiles/strict.json"]
     sysctls: {{net.core.somaxconn: 1024}}
     shm_size: 1.5g
     tty: true
@@ -311,6 +311,7 @@ def test_kitchen_sink_service(sink: Stack, project: Path) -> None:
     assert web.cap_add == ("NET_ADMIN", "SYS_TIME")
     assert web.cap_drop == ("ALL",)
     assert web.no_new_privileges
+    assert web.seccomp == f"{p}/profiles/strict.json"  # read when the container is made
     assert dict(web.sysctls) == {"net.core.somaxconn": "1024"}
     assert web.profiles == ("frontend",)
     assert web.platform == host_oci_platform()
@@ -461,7 +462,7 @@ def test_model_is_frozen(load: Load) -> None:
             "needs a unit",
         ),
         (
-            "{image: x, security_opt: [seccomp=unconfined]}",
+            "{image: x, security_opt: [apparmor=unconfined]}",
             "services.s.security_opt[0]",
             "not supported yet",
         ),
