@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STOPS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+STOPS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
 
 
 def orc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -39,8 +39,16 @@ async def serve(supervisor: Supervisor, path: Path, *, task_status: Any) -> None
         except http.HttpError:
             raise
         except Exception as exc:  # a bug here must not take the supervisor down
-            supervisor._log(f"{request.method} {request.path}: {type(exc).__name__}: {exc}")
-            raise http.HttpError(500, f"{type(exc).__name__}: {exc}") from None
+            import traceback
+
+            error: BaseException = exc
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]  # (a nursery's group of one: say what it holds)
+            supervisor._log(
+                f"{request.method} {request.path}: "
+                + "".join(traceback.format_exception(error)).rstrip()
+            )
+            raise http.HttpError(500, f"{type(error).__name__}: {error}") from None
 
     await http.serve(path, handle, task_status=task_status)
 

@@ -286,7 +286,10 @@ class Supervisor:
         await self.emit(container, "stop")
 
     async def remove_container(self, container: Container, timeout: float | None = None) -> None:
-        await self.stop_container(container, timeout)
+        try:
+            await self.stop_container(container, timeout)
+        except Exception as exc:  # (remove forcibly all the same: it is going)
+            self._log(f"{container.name}: stopping before removal: {type(exc).__name__}: {exc}")
         await self.thread(self.containers.remove, container, True)
         self.watches.pop(container.id, None)
         self.health.pop(container.id, None)
