@@ -239,6 +239,18 @@ def _check_images(root: Path, stack: Any, services: list[str]) -> None:
             ) from None
 
 
+def _project_spec(stack: Any, profiles: list[str], scale: dict[str, int]) -> dict[str, Any]:
+    """What the supervisor needs to load the stack again after its own restart (its files,
+    folder, the environment for interpolation, profiles, scale)."""
+    return {
+        "files": list(stack.files),
+        "workdir": stack.project_dir,
+        "environ": dict(os.environ),
+        "profiles": profiles,
+        "scale": scale,
+    }
+
+
 def _scale(items: list[str], stack: Any) -> dict[str, int]:
     result = {}
     for item in items:
@@ -279,13 +291,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     if args.dry_run:
         return _dry_run(root, stack, options, scale)
-    spec = {
-        "files": list(stack.files),
-        "workdir": stack.project_dir,
-        "environ": dict(os.environ),
-        "profiles": list(args.profiles or ()),
-        "scale": scale,
-    }
+    spec = _project_spec(stack, list(args.profiles or ()), scale)
     ensure_supervisor(root)
     failed = _stream_up(root, stack.name, {"spec": spec, "options": options})
     if failed or args.detach:
@@ -586,13 +592,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     root = _root(args)
     stack = _load(args)
     scale = _scale(args.scale, stack)
-    spec = {
-        "files": list(stack.files),
-        "workdir": stack.project_dir,
-        "environ": dict(os.environ),
-        "profiles": [],
-        "scale": scale,
-    }
+    spec = _project_spec(stack, [], scale)
     ensure_supervisor(root)
     options = {"services": sorted(scale), "no_deps": True}
     return 1 if _stream_up(root, stack.name, {"spec": spec, "options": options}) else 0
