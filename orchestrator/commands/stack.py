@@ -444,11 +444,15 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'NAME':28s} {'SERVICE':14s} {'STATE':10s} {'HEALTH':10s} {'RESTARTS':8s} EXIT")
+    print(
+        f"{'NAME':28s} {'SERVICE':14s} {'STATE':10s} {'HEALTH':10s} {'RESTARTS':8s} {'EXIT':5s}"
+        " PORTS"
+    )
     for r in rows:
+        exit_code = "" if r["exit_code"] is None else str(r["exit_code"])
         print(
             f"{r['name']:28s} {r['service']:14s} {r['state']:10s} {r['health'] or '':10s}"
-            f" {r['restart_count']!s:8s} {'' if r['exit_code'] is None else r['exit_code']}"
+            f" {r['restart_count']!s:8s} {exit_code:5s} {', '.join(r.get('ports') or [])}"
         )
     return 0
 

@@ -605,10 +605,17 @@ class Supervisor:
                     else None,
                     "restart_count": row.restart_count if row else 0,
                     "last_exit": row.last_exit if row else None,
-                    "ports": [],
+                    "ports": await self.thread(self._ports, container.id),
                 }
             )
         return sorted(result, key=lambda r: (str(r["service"]), int(r["replica"] or 0)))
+
+    def _ports(self, container_id: str) -> list[str]:
+        """(blocking) Its published ports, Docker's way: ``127.0.0.1:8080->80/tcp``."""
+        return [
+            f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.port}/{b.protocol}"
+            for b in self.containers.networks.bindings(container_id)
+        ]
 
     async def wait_changed(self, timeout: float) -> None:
         with trio.move_on_after(timeout):

@@ -67,6 +67,7 @@ def test_the_webstack_example(webstack: Any) -> None:
         "api": "healthy",
         "data": "healthy",
     }
+    assert rows["web"]["ports"] == [f"127.0.0.1:{run.port}->80/tcp"]
     first = _visits(run.port)
     assert _visits(run.port) == first + 1
     # a tier killed from outside is healed by its restart policy
