@@ -529,7 +529,6 @@ def _follow_logs(
 
     containers = Containers(root)
     tails: dict[str, tuple[str, Any]] = {}
-    width = 0
 
     def prefix_of(container: Any) -> str:
         index = len(tails) % len(COLORS)
@@ -537,14 +536,12 @@ def _follow_logs(
         return f"\x1b[{COLORS[index]}m{text}\x1b[0m" if color else text
 
     def scan(first: bool) -> None:
-        nonlocal width
         for container in project_containers(containers, project):
             if services and identity(container).get("service") not in services:
                 continue
             if container.id in tails:
                 continue
             prefix = prefix_of(container)
-            width = max(width, len(container.name))
             entries = logs.read(container.log_path, tail) if first else []
             for entry in entries:
                 _print_entry(prefix, entry, timestamps)

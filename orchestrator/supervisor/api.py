@@ -66,7 +66,7 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
         return
     if parts == ["v1", "projects"] and method == "GET":
         result = []
-        for spec in sup.store.projects():
+        for spec in await sup.thread(sup.store.projects):
             rows = await sup.rows(spec.name)
             result.append(
                 {

@@ -139,14 +139,12 @@ class Supervisor:
     async def adopt(self) -> None:
         """Take over what runs (and what ended meanwhile) for every known project."""
         boot = _boot_id()
-        if self.store.get_meta("boot_id") not in (None, boot):
+        if await self.thread(self.store.get_meta, "boot_id") not in (None, boot):
             # After a reboot no process of ours lives: nothing is believed running (the
             # runtime checks pids by start time), and every restart history starts over.
-            for spec in self.store.projects():
-                for row_container in project_containers(self.containers, spec.name):
-                    self.store.forget_container(row_container.id)
-        self.store.set_meta("boot_id", boot)
-        for spec in self.store.projects():
+            await self.thread(self.store.forget_containers)
+        await self.thread(self.store.set_meta, "boot_id", boot)
+        for spec in await self.thread(self.store.projects):
             try:
                 stack = await self.load(spec)
             except Exception as exc:
@@ -158,7 +156,7 @@ class Supervisor:
                 if service is None:
                     continue
                 status = await self.thread(self.containers.status, container)
-                row = self.store.container(container.id)
+                row = await self.thread(self.store.container, container.id)
                 if status["state"] in ("running", "paused"):
                     await self.watch(stack, container)
                 elif status["state"] == "exited" and not (row and row.manual_stop):
@@ -456,7 +454,7 @@ class Supervisor:
     async def up(self, spec: ProjectSpec, options: UpOptions) -> tuple[Plan, Outcome]:
         async with self.project_lock(spec.name):
             stack = await self.load(spec)
-            previous = self.store.project(spec.name)
+            previous = await self.thread(self.store.project, spec.name)
             if previous is not None and not spec.scale:
                 spec = ProjectSpec(
                     spec.name, spec.files, spec.workdir, spec.environ, spec.profiles, previous.scale
@@ -498,7 +496,7 @@ class Supervisor:
         """Stop and remove the project's containers in reverse dependency order, then its
         networks; with ``volumes``, its named volumes too."""
         async with self.project_lock(name):
-            spec = self.store.project(name)
+            spec = await self.thread(self.store.project, name)
             stack: Stack | None = None
             if spec is not None:
                 with contextlib.suppress(Exception):
@@ -521,7 +519,7 @@ class Supervisor:
     async def stop_project(
         self, name: str, services: tuple[str, ...], timeout: float | None
     ) -> list[str]:
-        spec = self.store.project(name)
+        spec = await self.thread(self.store.project, name)
         stack = await self.load(spec) if spec is not None else None
         containers = [
             c
@@ -537,7 +535,7 @@ class Supervisor:
         return stopped
 
     async def start_project(self, name: str, services: tuple[str, ...]) -> list[str]:
-        spec = self.store.project(name)
+        spec = await self.thread(self.store.project, name)
         if spec is None:
             raise UserError(f"no project {name!r} is up")
         stack = await self.load(spec)
@@ -593,7 +591,7 @@ class Supervisor:
         for container in containers:
             status = await self.thread(self.containers.status, container)
             ident = identity(container)
-            row = self.store.container(container.id)
+            row = await self.thread(self.store.container, container.id)
             result.append(
                 {
                     **status,

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,9 +29,6 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any = None  # parsed JSON, or None
-
-    def flag(self, name: str) -> bool:
-        return (self.query.get(name) or ["0"])[0] in ("1", "true", "yes")
 
 
 class HttpError(Exception):
@@ -54,7 +51,6 @@ def _short_address(path: Path) -> tuple[int, str]:
 class Responder:
     stream: Any  # trio.SocketStream
     started: bool = False
-    _buffer: list[bytes] = field(default_factory=list)
 
     async def json(self, status: int, document: Any) -> None:
         body = json.dumps(document).encode() + b"\n"

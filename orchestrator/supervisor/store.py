@@ -202,6 +202,11 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE containers SET health = ? WHERE id = ?", (health, container_id))
 
+    def forget_containers(self) -> None:
+        """Every container's history (after a reboot, none of them runs)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM containers")
+
     def forget_container(self, container_id: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))

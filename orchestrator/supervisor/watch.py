@@ -15,7 +15,6 @@ from orchestrator.backoff import RestartLoop
 from orchestrator.containers import Container
 from orchestrator.stack.model import RestartPolicy
 from orchestrator.supervisor import health
-from runtime.client import ExitStatus
 
 if TYPE_CHECKING:
     from orchestrator.supervisor.daemon import Supervisor
@@ -57,7 +56,7 @@ class Watch:
 
     async def _loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         decision = await self.loop.run(task_status=task_status)
-        await self._record_exit(self.loop.last_exit)
+        await self.supervisor.record_exit(self.container, self.loop.last_exit)
         await self.supervisor.emit(
             self.container,
             "die" if decision.reason != "stopped by hand" else "stop",
@@ -93,13 +92,10 @@ class Watch:
                 pass
 
     async def _relaunch(self) -> None:
-        await self._record_exit(self.loop.last_exit)
+        await self.supervisor.record_exit(self.container, self.loop.last_exit)
         await trio.to_thread.run_sync(self.supervisor.containers.start, self.container)
         self._start_health()
         await self.supervisor.count_restart(self.container)
-
-    async def _record_exit(self, status: ExitStatus | None) -> None:
-        await self.supervisor.record_exit(self.container, status)
 
     async def stop(self, timeout: float, signal: int | None = None) -> Any:
         """A stop by hand: no restart after it."""
