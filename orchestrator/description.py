@@ -45,6 +45,9 @@ class Identity:
     service: str = ""
     replica: int = 0
     config_hash: str = ""
+    # a one-off container of the service (``orchestrator -f FILE run SERVICE``): not one of its
+    # replicas, never recreated or counted by the supervisor, removed by ``down``
+    oneoff: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class ContainerDescription:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     tty: bool = False
     interactive: bool = False
+    # a small init as the container's first process (``--init``, a service's ``init: true``):
+    # it reaps zombies and passes signals on to the command
+    init: bool = False
     log_max_size: int = 10 * 1024 * 1024
     log_max_files: int = 3
     identity: Identity = Identity()
@@ -239,6 +245,7 @@ def from_service(
         stop_timeout=stop_timeout,
         tty=service.tty,
         interactive=service.stdin_open,
+        init=bool(service.init),
         identity=Identity(project, service.name, replica, service.config_hash),
     )
 
