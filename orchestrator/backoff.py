@@ -16,7 +16,8 @@ The policies (``orchestrator.stack.model.RestartPolicy``; the stack converter ma
   ``delay``: the least wait before each restart (swarmkit's fixed delay); backoff may add.
 
 Backoff (``Backoff``): the first restart at once, then 100 ms, doubling up to 60 s; a run of at
-least 10 s resets it. Docker doubles from 100 ms to 1 min the same way but waits 100 ms even the
+least 10 s resets it. A service sets each of the three with ``x-restart-backoff: {delay: 100ms,
+max_delay: 1m, reset_after: 10s}`` (``backoff_of``). Docker doubles from 100 ms to 1 min the same way but waits 100 ms even the
 first time; a container that crashed once after a long run has nothing to back off from.
 """
 
@@ -57,6 +58,19 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+
+
+def backoff_of(policy: RestartPolicy) -> Backoff:
+    """The policy's backoff: the default, with the knobs the service sets
+    (``x-restart-backoff``)."""
+    base, cap, reset = policy.backoff_delay_ns, policy.backoff_max_ns, policy.backoff_reset_ns
+    if base is None and cap is None and reset is None:
+        return DEFAULT_BACKOFF
+    return Backoff(
+        DEFAULT_BACKOFF.base if base is None else base / 1e9,
+        max(DEFAULT_BACKOFF.cap if cap is None else cap / 1e9, 0.0 if base is None else base / 1e9),
+        DEFAULT_BACKOFF.reset_after if reset is None else reset / 1e9,
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from runtime.image.model import Image
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where the init goes in the container (Docker's place for it), and where it comes from.
+INIT_PATH = "/sbin/docker-init"
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/podman/catatonit")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def build_spec(
     if not rootfs.lowers:
         raise UserError(f"image {description.image} has no layers to run")
     args = command_of(description, image)
+    if description.init:
+        args = [INIT_PATH, "--", *args]
     link_env = network.env if network else ()
     env = merge_env(image.env if image else [], (*link_env, *description.env))
     own_network = description.network != "host"
@@ -121,10 +126,31 @@ def build_spec(
                     "options": ["rbind", "rprivate"],
                 }
             )
+    if description.init:
+        spec["mounts"].append(
+            {
+                "destination": INIT_PATH,
+                "type": "bind",
+                "source": init_binary(),
+                "options": ["bind", "ro", "nosuid", "nodev"],
+            }
+        )
     # Volumes, host folders and tmpfs, resolved by orchestrator.mountplan; last, because a
     # mount at /etc/hosts or /dev/shm replaces the one made above.
     ocimounts.add_to_spec(spec, description.mounts)
     return spec
+
+
+def init_binary() -> str:
+    """The host's static init for ``--init``/``init: true`` (Debian's tini, as Docker's
+    docker-init is): static, so that it runs in any image."""
+    for candidate in INIT_BINARIES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise UserError(
+        "--init (a service's init: true) needs a static init on the host: "
+        "install Debian's tini package (/usr/bin/tini-static)"
+    )
 
 
 def command_of(description: ContainerDescription, image: Image | None) -> list[str]:

@@ -55,6 +55,12 @@ def restart_fields(
             "deploy.restart_policy",
             "delay and window have no equivalent: Kubernetes restarts with its own back-off",
         )
+    if (r.backoff_delay_ns, r.backoff_max_ns, r.backoff_reset_ns) != (None, None, None):
+        note(
+            service.name,
+            "x-restart-backoff",
+            "has no equivalent: Kubernetes restarts with its own back-off (10 s doubling to 5 min)",
+        )
     if kind != "Job":
         if r.name == "no":
             note(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from orchestrator.stack.context import Context
@@ -39,7 +40,41 @@ _DEPLOY_CONDITION: dict[str, Literal["no", "on-failure", "always"]] = {
 }
 
 
+# A service's backoff knobs (an extension: Compose has none), and what each sets.
+BACKOFF_KEY = "x-restart-backoff"
+UNHEALTHY_KEY = "x-restart-on-unhealthy"  # the supervisor reads it (Docker has no such thing)
+_BACKOFF_KNOBS = {
+    "delay": "backoff_delay_ns",
+    "max_delay": "backoff_max_ns",
+    "reset_after": "backoff_reset_ns",
+}
+
+
 def convert_restart(ctx: Context, p: PathKey, raw: dict[str, Any]) -> RestartPolicy:
+    policy = convert_restart_policy(ctx, p, raw)
+    if not isinstance(raw.get(UNHEALTHY_KEY, False), bool):
+        raise ctx.error((*p, UNHEALTHY_KEY), "must be true or false")
+    knobs = raw.get(BACKOFF_KEY)
+    if knobs is None:
+        return policy
+    where = (*p, BACKOFF_KEY)
+    if not isinstance(knobs, dict):
+        raise ctx.error(where, "must be a mapping of delay, max_delay and reset_after")
+    values: dict[str, Any] = {}
+    for key, value in knobs.items():
+        field = _BACKOFF_KNOBS.get(key)
+        if field is None:
+            known = ", ".join(_BACKOFF_KNOBS)
+            raise ctx.error((*where, key), f"is not a backoff setting (known: {known})")
+        values[field] = ctx.parse((*where, key), parse_duration, value, key)
+    delay = values.get("backoff_delay_ns")
+    cap = values.get("backoff_max_ns")
+    if delay is not None and cap is not None and cap < delay:
+        raise ctx.error((*where, "max_delay"), "is shorter than delay")
+    return replace(policy, **values)
+
+
+def convert_restart_policy(ctx: Context, p: PathKey, raw: dict[str, Any]) -> RestartPolicy:
     policy = raw.get("restart")
     deploy_policy = (raw.get("deploy") or {}).get("restart_policy")
     result = (

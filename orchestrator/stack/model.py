@@ -197,6 +197,11 @@ class RestartPolicy:
     max_attempts: int | None = None
     delay_ns: int | None = None
     window_ns: int | None = None
+    # The backoff between quick restarts (orchestrator.backoff.Backoff), from the service's
+    # ``x-restart-backoff: {delay, max_delay, reset_after}``; None: the default
+    backoff_delay_ns: int | None = None
+    backoff_max_ns: int | None = None
+    backoff_reset_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,8 +153,8 @@ class Supervisor:
             for container in await self.thread(project_containers, self.containers, spec.name):
                 ident = identity(container)
                 service = stack.services.get(str(ident.get("service")))
-                if service is None:
-                    continue
+                if service is None or ident.get("oneoff"):
+                    continue  # an orphan, or a one-off (``run``): not kept by the supervisor
                 status = await self.thread(self.containers.status, container)
                 row = await self.thread(self.store.container, container.id)
                 if status["state"] in ("running", "paused"):
@@ -454,11 +454,8 @@ class Supervisor:
     async def up(self, spec: ProjectSpec, options: UpOptions) -> tuple[Plan, Outcome]:
         async with self.project_lock(spec.name):
             stack = await self.load(spec)
-            previous = await self.thread(self.store.project, spec.name)
-            if previous is not None and not spec.scale:
-                spec = ProjectSpec(
-                    spec.name, spec.files, spec.workdir, spec.environ, spec.profiles, previous.scale
-                )
+            # The scale is the request's (``--scale``, ``scale``), else the file's: an ``up``
+            # without ``--scale`` brings services back to the file's replicas, as Compose does.
             await self.thread(self.store.put_project, spec)
             if options.build:
                 for name, service in stack.services.items():
@@ -501,7 +498,8 @@ class Supervisor:
             if spec is not None:
                 with contextlib.suppress(Exception):
                     stack = await self.load(spec)
-            containers = await self.thread(project_containers, self.containers, name)
+            # (its one-off containers too: they hold its networks)
+            containers = await self.thread(project_containers, self.containers, name, True)
             removed: list[str] = []
             for layer in _stop_layers(stack, containers):
                 async with trio.open_nursery() as nursery:
@@ -515,6 +513,59 @@ class Supervisor:
                 removed += await self.thread(stackvolumes.remove, self.root, stack)
             await self.thread(self.store.drop_project, name)
             return removed
+
+    async def restart_project(
+        self, name: str, services: tuple[str, ...], timeout: float | None
+    ) -> tuple[list[str], list[str]]:
+        """``restart``: stop, then start the services' containers, and then restart the
+        services that depend on them with ``restart: true``. (stopped, started) names."""
+        stopped = await self.stop_project(name, services, timeout)
+        started = await self.start_project(name, services)
+        spec = await self.thread(self.store.project, name)
+        if spec is not None and services:
+            stack = await self.load(spec)
+            started += await self.restart_dependents(stack, services)
+        return stopped, started
+
+    async def dependency_restarted(self, container: Container) -> None:
+        """A container restarted by its policy: the services that depend on its service
+        with ``restart: true`` are restarted too, once its condition holds again."""
+        ident = identity(container)
+        try:
+            spec = await self.thread(self.store.project, str(ident.get("project") or ""))
+            if spec is None:
+                return
+            stack = await self.load(spec)
+            if not restarted_with(stack, (str(ident.get("service")),)):
+                return
+            async with self.project_lock(stack.name):
+                await self.restart_dependents(stack, (str(ident.get("service")),))
+        except Exception as exc:  # (logged: the dependency itself is back, whatever happens)
+            self._log(f"{container.name}: restarting its dependents: {type(exc).__name__}: {exc}")
+
+    async def restart_dependents(self, stack: Stack, services: tuple[str, ...]) -> list[str]:
+        """Restart the running containers of the services that depend on ``services`` with
+        ``restart: true`` (and theirs, in turn), in start order, each once the conditions on
+        what was restarted before it hold. The names restarted."""
+        engine = _Engine(self, stack, UpOptions())
+        restarted = set(services)
+        names = []
+        for service in restarted_with(stack, services):
+            for dep in stack.services[service].depends_on:
+                if dep.service in restarted:
+                    await engine.wait_condition(dep.service, dep.condition, 60.0)
+            for container in await self.thread(project_containers, self.containers, stack.name):
+                if identity(container).get("service") != service:
+                    continue
+                state = (await self.thread(self.containers.status, container))["state"]
+                if state not in ("running", "paused"):
+                    continue
+                await self.emit(container, "restart", "a dependency restarted")
+                await self.stop_container(container)
+                await self.start_container(stack, container)
+                names.append(container.name)
+            restarted.add(service)
+        return names
 
     async def stop_project(
         self, name: str, services: tuple[str, ...], timeout: float | None
@@ -714,6 +765,21 @@ def _stop_layers(stack: Stack | None, containers: list[Container]) -> list[list[
             layers.append(group)
     rest = [c for c in containers if c.id not in placed]  # orphans first of all
     return ([rest] if rest else []) + layers
+
+
+def restarted_with(stack: Stack, services: tuple[str, ...]) -> list[str]:
+    """The services restarted when ``services`` restart: those that depend on one of them
+    with ``restart: true``, and on those in turn; in start order."""
+    graph = DependencyGraph.from_services(stack.services)
+    chosen = set(services)
+    result = []
+    for name in graph.start_order():
+        if name in chosen:
+            continue
+        if any(d.restart and d.service in chosen for d in stack.services[name].depends_on):
+            chosen.add(name)
+            result.append(name)
+    return result
 
 
 def _restarts_after_exit(policy: RestartPolicy, exit_code: int | None) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from orchestrator.backoff import RestartLoop
+from orchestrator.backoff import RestartLoop, backoff_of
 from orchestrator.containers import Container
 from orchestrator.stack.model import RestartPolicy
 from orchestrator.supervisor import health
@@ -34,7 +34,9 @@ class Watch:
         self.policy = policy
         self.check = check
         self.restart_when_unhealthy = restart_when_unhealthy
-        self.loop = RestartLoop(supervisor.client, container.id, policy, self._relaunch)
+        self.loop = RestartLoop(
+            supervisor.client, container.id, policy, self._relaunch, backoff=backoff_of(policy)
+        )
         self._health_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.done = trio.Event()
@@ -96,6 +98,11 @@ class Watch:
         await trio.to_thread.run_sync(self.supervisor.containers.start, self.container)
         self._start_health()
         await self.supervisor.count_restart(self.container)
+        if self.supervisor._nursery is not None:
+            # (not waited for: this loop must hear the container's next exit meanwhile)
+            self.supervisor._nursery.start_soon(
+                self.supervisor.dependency_restarted, self.container
+            )
 
     async def stop(self, timeout: float, signal: int | None = None) -> Any:
         """A stop by hand: no restart after it."""

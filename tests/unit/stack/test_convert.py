@@ -496,6 +496,23 @@ def test_model_is_frozen(load: Load) -> None:
             "services.s.restart",
             "disagree",
         ),
+        (
+            "{image: x, x-restart-backoff: {delay: 1}}",
+            "services.s.x-restart-backoff.delay",
+            "needs a unit",
+        ),
+        (
+            "{image: x, x-restart-backoff: {often: 1s}}",
+            "services.s.x-restart-backoff.often",
+            "not a backoff setting",
+        ),
+        (
+            "{image: x, x-restart-backoff: {delay: 2s, max_delay: 1s}}",
+            "services.s.x-restart-backoff.max_delay",
+            "shorter than delay",
+        ),
+        ("{image: x, x-restart-backoff: 5s}", "services.s.x-restart-backoff", "mapping"),
+        ("{image: x, x-restart-on-unhealthy: 'yes'}", "services.s.x-restart-on-unhealthy", "true"),
         ("{image: x, mem_limit: -1}", "services.s.mem_limit", "cannot be negative"),
         ("{image: x, shm_size: 10q}", "services.s.shm_size", "not a size"),
         ("{image: x, command: 'echo \"unterminated'}", "services.s.command", "cannot split"),
@@ -592,3 +609,17 @@ def test_empty_and_no_services(fails: Fails) -> None:
     assert "no services" in fails("name: x\n").message
     assert "empty" in fails("# nothing\n").message
     assert "mapping" in fails("- a\n- b\n").message
+
+
+def test_backoff_knobs_reach_the_restart_policy(load: Load) -> None:
+    from orchestrator.backoff import DEFAULT_BACKOFF, Backoff, backoff_of
+
+    stack = load(
+        "services:\n"
+        "  a: {image: x, restart: always, x-restart-backoff: {delay: 250ms, reset_after: 1m}}\n"
+        "  b: {image: x, restart: always}\n"
+    )
+    policy = stack.services["a"].restart
+    assert (policy.backoff_delay_ns, policy.backoff_max_ns) == (NS // 4, None)
+    assert backoff_of(policy) == Backoff(0.25, DEFAULT_BACKOFF.cap, 60.0)
+    assert backoff_of(stack.services["b"].restart) is DEFAULT_BACKOFF
