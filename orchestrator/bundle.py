@@ -126,6 +126,19 @@ def build_spec(
                     "options": ["rbind", "rprivate"],
                 }
             )
+    else:  # --network host: copies of the host's files (orchestrator.hostnetfiles)
+        from orchestrator import hostnetfiles
+
+        hostnetfiles.write(directory, description)
+        for file in ("hosts", "hostname", "resolv.conf"):
+            spec["mounts"].append(
+                {
+                    "destination": f"/etc/{file}",
+                    "type": "bind",
+                    "source": str(directory / file),
+                    "options": ["rbind", "rprivate"],
+                }
+            )
     if description.init:
         spec["mounts"].append(
             {

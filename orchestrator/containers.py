@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import description as description_module
-from orchestrator import mountplan
+from orchestrator import eventlog, mountplan
 from orchestrator.description import RECORD_VERSION, ContainerDescription
 from orchestrator.errors import ConflictError, NotFoundError, UserError
 from orchestrator.mountplan import MountPlan
@@ -96,6 +96,10 @@ class Containers:
         self.directory = containers_dir(root)
         self._runtime: Any = None
         self.broken: list[Container] = []  # records ``all`` could not read (last call)
+        # Records read before, by directory name: (the file's identity, record). A long-lived
+        # reader (the supervisor) parses only what changed since (an ``up`` of 50 services
+        # otherwise reads every record again for each name it takes).
+        self._read: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
     @property
     def runtime(self) -> Any:
@@ -138,9 +142,8 @@ class Containers:
                 continue
             record_path = entry / "container.json"
             try:
-                record = json.loads(record_path.read_bytes())
+                record = self._record(entry.name, record_path)
                 container = Container(record["id"], record["name"], entry, record)
-                container.options  # noqa: B018 (what every command needs of it)
             except FileNotFoundError:
                 if not self._collect_recordless(entry) and not _young(entry):
                     self.broken.append(self._broken(entry, "no container.json"))
@@ -157,6 +160,20 @@ class Containers:
                 continue
             result.append(container)
         return sorted(result, key=lambda c: c.record.get("created", ""))
+
+    def _record(self, key: str, path: Path) -> dict[str, Any]:
+        """A container.json, parsed and checked (its options make a description); from the
+        cache when the file is the same one, unchanged (records are replaced, never edited in
+        place). A copy: callers may change theirs."""
+        info = path.stat()
+        identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = self._read.get(key)
+        if cached is not None and cached[0] == identity:
+            return dict(cached[1])
+        record = json.loads(path.read_bytes())
+        Container(record["id"], record["name"], path.parent, record).options  # noqa: B018
+        self._read[key] = (identity, record)
+        return dict(record)
 
     def _collect_recordless(self, directory: Path) -> bool:
         """A directory without a record, while nobody holds the lock: its creator was killed
@@ -302,6 +319,7 @@ class Containers:
             if self._networks_used(options):
                 self.networks.release(container_id)
             raise
+        eventlog.note(self.root, "create", Container(container_id, name, directory, record))
         return Container(container_id, name, directory, record)
 
     @staticmethod
@@ -351,6 +369,7 @@ class Containers:
                 raise
             if not attach:
                 self.runtime.start(container.id)
+        eventlog.note(self.root, "start", container)
         if not attach:
             return None
         attached = Attached(self.runtime.connect_waiter(container.id))
@@ -401,6 +420,7 @@ class Containers:
 
     def wait(self, container: Container) -> dict[str, Any]:
         result = self.runtime.wait(container.id) or {}
+        eventlog.died(self.root, container, result)
         return dict(result)
 
     def stop(self, container: Container, timeout: float | None = None) -> None:
@@ -408,6 +428,7 @@ class Containers:
             self.runtime.stop(
                 container.id, container.options.stop_timeout if timeout is None else timeout
             )
+            eventlog.stopped(self, container)
         except NotFound:
             pass  # never started
 
@@ -415,6 +436,7 @@ class Containers:
         try:
             paused = self.runtime.state(container.id).status == rstate.PAUSED
             self.runtime.kill(container.id, sig)
+            eventlog.note(self.root, "kill", container, signal=int(sig))
             if paused:  # a frozen process takes no signal: thaw it, as Docker does
                 self.runtime.resume(container.id)
         except NotFound:
@@ -454,9 +476,11 @@ class Containers:
 
     def pause(self, container: Container) -> None:
         self._transition(container, self.runtime.pause)
+        eventlog.note(self.root, "pause", container)
 
     def unpause(self, container: Container) -> None:
         self._transition(container, self.runtime.resume)
+        eventlog.note(self.root, "unpause", container)
 
     def _transition(self, container: Container, operation: Any) -> None:
         try:
@@ -494,6 +518,7 @@ class Containers:
             except FileNotFoundError:
                 return  # removed meanwhile by someone else
         shutil.rmtree(gone, ignore_errors=True)
+        eventlog.note(self.root, "destroy", container)
         if container.broken:
             if (self.root / "networks").exists():
                 self.networks.release(container.id)  # whatever it had

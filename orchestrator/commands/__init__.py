@@ -39,6 +39,12 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         ("down", "events", "ls", "scale", "supervisor", "up"), ("orchestrator.commands.stack",)
     ),
     "export": ("orchestrator.commands.export",),
+    **dict.fromkeys(("top", "stats"), ("orchestrator.commands.usage",)),
+    **dict.fromkeys(("attach", "container", "cp", "rename"), ("orchestrator.commands.dailyverbs",)),
+    # `events`: the stack's parser, given single containers' flags by dailyverbs
+    "events": ("orchestrator.commands.stack", "orchestrator.commands.dailyverbs"),
+    **dict.fromkeys(("save", "load"), ("orchestrator.commands.imagestdio",)),
+    **dict.fromkeys(("version", "info", "system"), ("orchestrator.commands.system",)),
 }
 
 COMMAND_MODULES = (
@@ -52,4 +58,8 @@ COMMAND_MODULES = (
     "orchestrator.commands.volumes",
     "orchestrator.commands.stack",
     "orchestrator.commands.export",
+    "orchestrator.commands.usage",
+    "orchestrator.commands.dailyverbs",
+    "orchestrator.commands.imagestdio",
+    "orchestrator.commands.system",
 )

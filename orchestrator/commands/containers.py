@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from orchestrator.errors import UserError
+from orchestrator.keep import check_policy, keep, release
 
 
 def add_parsers(sub: Any) -> None:
@@ -21,6 +22,7 @@ def add_parsers(sub: Any) -> None:
             p.add_argument(
                 "-d", "--detach", action="store_true", help="run in the background, print the id"
             )
+            _add_sig_proxy(p)
         _add_container_options(p)
         p.add_argument("image")
         p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
@@ -38,16 +40,33 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_restart)
 
-    p = sub.add_parser("ps", help="list containers")
+    p = sub.add_parser("ps", help="list containers, newest first")
     p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--format",
+        default="table",
+        help="table (default), json (our records), a Go template ({{.Names}}), table TEMPLATE",
+    )
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="name, id, status, label, ancestor, exited, before, since (repeatable)",
+    )
+    p.add_argument("-n", "--last", type=int, default=None, help="the last N created (any state)")
+    p.add_argument("-l", "--latest", action="store_true", help="the last created (any state)")
+    p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
     p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("logs", help="show a container's output")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-t", "--timestamps", action="store_true")
-    p.add_argument("-n", "--tail", type=int, default=None)
+    p.add_argument("-f", "--follow", action="store_true", help="then follow what it writes")
+    p.add_argument("-t", "--timestamps", action="store_true", help="each line's time first")
+    p.add_argument("-n", "--tail", default="all", help="the last N lines (default all)")
+    p.add_argument("--since", help="from a time (RFC 3339, Unix) or a duration before now (10m)")
+    p.add_argument("--until", help="up to a time (RFC 3339, Unix) or a duration before now")
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
 
@@ -89,6 +108,9 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_exec)
 
     p = sub.add_parser("inspect", help="show a container's record and state as JSON")
+    p.add_argument(
+        "-f", "--format", help="a Go template over the JSON: {{.State.Status}}, {{json .Config}}"
+    )
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_inspect)
 
@@ -124,6 +146,89 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--pull",
+        choices=("missing", "always", "never"),
+        default="missing",
+        help="pull the image from its registry: when missing (default), always, never",
+    )
+    p.add_argument(
+        "--init", action="store_true", help="an init as its first process: reaps, passes signals"
+    )
+    p.add_argument(
+        "--restart",
+        default="no",
+        help="no (default), always, on-failure[:N], unless-stopped: kept by the supervisor",
+    )
+
+
+def _add_sig_proxy(p: argparse.ArgumentParser) -> None:
+    """Docker's boolean flag: ``--sig-proxy`` and ``--sig-proxy=false`` (never a separate
+    value, which would take the image's name)."""
+    p.add_argument(
+        "--sig-proxy",
+        dest="sig_proxy",
+        action="store_const",
+        const=True,
+        default=True,
+        help="pass the signals we get on to the container (default; --sig-proxy=false: not)",
+    )
+    for word, value in (("true", True), ("false", False), ("1", True), ("0", False)):
+        p.add_argument(
+            f"--sig-proxy={word}",
+            dest="sig_proxy",
+            action="store_const",
+            const=value,
+            help=argparse.SUPPRESS,
+        )
+
+
+# What a foreground container gets from us, as Docker's proxy passes them on (not SIGCHLD,
+# SIGPIPE, SIGWINCH: those are our own business; SIGKILL and SIGSTOP cannot be caught).
+_PROXIED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+class _SignalProxy:
+    """While in force, the signals in ``_PROXIED`` go to the container instead of ending us;
+    those that arrive before it has started are sent once it has (``started()``)."""
+
+    def __init__(self, containers: Any, container: Any) -> None:
+        self.containers = containers
+        self.container = container
+        self.pending: list[int] = []
+        self.running = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalProxy:
+        import signal
+
+        for name in _PROXIED:
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self._received)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def started(self) -> None:
+        self.running = True
+        while self.pending:
+            self._send(self.pending.pop(0))
+
+    def _received(self, number: int, frame: Any) -> None:
+        if self.running:
+            self._send(number)
+        else:
+            self.pending.append(number)
+
+    def _send(self, number: int) -> None:
+        try:
+            self.containers.runtime.kill(self.container.id, number)
+        except Exception:
+            pass  # it has ended meanwhile: its exit is on its way to us
 
 
 def _containers(args: argparse.Namespace) -> Any:
@@ -177,6 +282,7 @@ def _options(args: argparse.Namespace) -> Any:
     for item in args.label:
         key, _, value = item.partition("=")
         labels[key] = value
+    _check_memory(args, size)
     if args.pids_limit is not None and args.pids_limit == 0:
         raise UserError("--pids-limit must be positive, or -1 for unlimited")
     return ContainerDescription(
@@ -207,7 +313,37 @@ def _options(args: argparse.Namespace) -> Any:
         stop_timeout=args.stop_timeout,
         tty=args.tty,
         interactive=args.interactive,
+        init=args.init,
+        restart=check_policy(args.restart, args.rm),
     )
+
+
+MIN_MEMORY = 6 * 1024 * 1024  # the smallest limit Docker lets through (the kernel's is lower)
+
+
+def _check_memory(args: argparse.Namespace, size: Any) -> None:
+    """Docker's checks and words, not the kernel's refusal of a cgroup file's value."""
+    memory = size(args.memory, "--memory")
+    if memory is not None and 0 < memory < MIN_MEMORY:
+        raise UserError(f"--memory {args.memory}: Minimum memory limit allowed is 6MB")
+    reservation = size(args.memory_reservation, "--memory-reservation")
+    if reservation is not None and 0 < reservation < MIN_MEMORY:
+        raise UserError(
+            f"--memory-reservation {args.memory_reservation}:"
+            " Minimum memory reservation allowed is 6MB"
+        )
+    swap = size(args.memory_swap, "--memory-swap")
+    if swap is not None and swap > 0:
+        if memory is None:
+            raise UserError(
+                f"--memory-swap {args.memory_swap}: you should always set the memory limit"
+                " (-m) when using the memory-swap limit"
+            )
+        if swap < memory:
+            raise UserError(
+                f"--memory-swap {args.memory_swap}: Minimum memoryswap limit should be larger"
+                f" than memory limit (--memory {args.memory})"
+            )
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -252,9 +388,43 @@ def _read_env_file(path: str) -> list[str]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    container = _containers(args).create(_options(args))
+    containers = _containers(args)
+    container = _create(containers, args)
     print(container.id)
     return 0
+
+
+def _create(containers: Any, args: argparse.Namespace) -> Any:
+    """The container, its image pulled first if need be (``--pull``), its working directory
+    made when the image lacks it (as Docker does)."""
+    from orchestrator import runpull
+
+    options = _options(args)
+    runpull.ensure_image(containers.root, options.image, args.pull)
+    container = containers.create(options)
+    try:
+        _make_workdir(container)
+    except BaseException:
+        containers.remove(container, force=True, volumes=True)
+        raise
+    return container
+
+
+def _make_workdir(container: Any) -> None:
+    from pathlib import Path
+
+    from orchestrator import workdir
+    from runtime.spec import ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR
+
+    spec = json.loads((container.bundle / "config.json").read_bytes())
+    annotations = spec.get("annotations") or {}
+    if ANNOTATION_UPPERDIR not in annotations:
+        return
+    workdir.ensure(
+        str(spec["process"].get("cwd") or "/"),
+        Path(annotations[ANNOTATION_UPPERDIR]),
+        [Path(p) for p in json.loads(annotations[ANNOTATION_LOWERDIRS])],
+    )
 
 
 def _check_terminal(args: argparse.Namespace) -> None:
@@ -267,23 +437,37 @@ def _check_terminal(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     _check_terminal(args)
     containers = _containers(args)
-    container = containers.create(_options(args))
+    container = _create(containers, args)
     from runtime.attach import window_size
 
     terminal = window_size() if args.tty and not args.detach else None
     # Opened before the start: with --rm the monitor takes the container's files out of
     # sight before it tells the exit, and its output is read after.
     log = None if args.detach or args.tty else _open_log(container.log_path)
+    proxy = _SignalProxy(containers, container)
+    if args.sig_proxy and not args.detach:
+        proxy.__enter__()
     try:
-        attached = containers.start(container, attach=not args.detach, terminal=terminal)
-    except BaseException:
-        if log is not None:
-            log.close()
-        containers.remove(container, force=True, volumes=True)
-        raise
-    if attached is None:
-        print(container.id)
-        return 0
+        try:
+            attached = containers.start(container, attach=not args.detach, terminal=terminal)
+        except BaseException:
+            if log is not None:
+                log.close()
+            containers.remove(container, force=True, volumes=True)
+            raise
+        keep(containers.root, container)  # (a restart policy: the supervisor's from now on)
+        if attached is None:
+            print(container.id)
+            return 0
+        proxy.started()
+        return _run_attached(args, containers, container, attached, log)
+    finally:
+        proxy.__exit__()
+
+
+def _run_attached(
+    args: argparse.Namespace, containers: Any, container: Any, attached: Any, log: Any
+) -> int:
     try:
         if attached.console is not None:
             return _attach_terminal(
@@ -377,6 +561,9 @@ def _open_log(path: Any) -> Any:
 
 
 def _exit_status(container: Any, result: dict[str, Any]) -> int:
+    from orchestrator.eventlog import died_at_exit
+
+    died_at_exit(container, result)  # (the `die` event: we are who learnt of it)
     code = result.get("exit_code")
     if code is None:
         print(
@@ -423,6 +610,13 @@ class _LogTail:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    if not args.attach:
+
+        def start(cs: Any, c: Any) -> None:
+            cs.start(c)
+            keep(cs.root, c)
+
+        return _for_each(args, start)
     containers = _containers(args)
     status = 0
     for name in args.containers:
@@ -433,6 +627,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         from runtime.attach import window_size
 
         attached = containers.start(container, attach=args.attach, terminal=window_size())
+        keep(containers.root, container)
         if attached is None:
             print(container.name)
         elif attached.console is not None:
@@ -446,51 +641,146 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     def restart(cs: Any, c: Any) -> None:
+        release(cs.root, c)
         cs.stop(c, args.time)
         cs.start(c)
+        keep(cs.root, c)
 
     return _for_each(args, restart)
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from orchestrator import pslist
+
+    filters = pslist.parse_filters(args.filter)
+    table = _ps_format(args.format) if args.format != "json" else None
     containers = _containers(args)
-    rows = [containers.status(c) for c in containers.all()]
+    listed = list(reversed(containers.all()))  # newest first, as Docker lists them
+    if args.latest or args.last is not None:
+        listed = listed[: 1 if args.latest else max(args.last, 0)]
+    rows = [(c, containers.status(c)) for c in listed]
     containers.warn_broken()
-    for row in rows:
+    for _, row in rows:
         if row.get("error"):
             print(
                 f"orchestrator: warning: container {row['id'][:12]} ({row['name']}): "
                 f"{row['error']}; `rm -f {row['id'][:12]}` removes it",
                 file=sys.stderr,
             )
-    if not args.all:
-        rows = [r for r in rows if r["state"] in ("running", "paused")]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
+    every = args.all or args.latest or args.last is not None or "status" in filters
+    if not every:
+        rows = [(c, r) for c, r in rows if r["state"] in ("running", "paused")]
+    if filters:
+        match = pslist.Matcher(
+            filters, _image_resolver(containers), lambda name: containers.get(name)
+        )
+        rows = [(c, r) for c, r in rows if match(c, r)]
     if args.quiet:
-        for r in rows:
-            print(r["id"][:12])
+        for c, _ in rows:
+            print(c.id if args.no_trunc else c.id[:12])
         return 0
-    print(f"{'CONTAINER ID':14}{'IMAGE':24}{'COMMAND':24}{'STATUS':18}NAME")
-    for r in rows:
-        state = r["state"]
-        if state == "exited":
-            state = f"exited ({'unknown' if r.get('exit_unknown') else r['exit_code']})"
-        command = (r["command"] or "")[:22]
-        print(f"{r['id'][:12]:14}{str(r['image'])[:22]:24}{command:24}{state:18}{r['name']}")
+    if table is None:
+        print(json.dumps([r for _, r in rows], indent=2))
+        return 0
+    import time
+
+    now = time.time()
+    image_config = _image_configs(containers)
+    docker_rows = [
+        pslist.row(
+            c,
+            r,
+            pslist.effective_command(c.record, image_config),
+            _ports(containers, c, r),
+            _network_names(containers, c),
+            trunc=not args.no_trunc,
+            now=now,
+        )
+        for c, r in rows
+    ]
+    from orchestrator.gotemplate import TemplateError
+
+    try:
+        lines = table.lines(docker_rows)
+    except TemplateError as exc:
+        raise UserError(f"--format: {exc}") from None
+    for line in lines:
+        print(line)
     return 0
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    from runtime import logs
+def _ps_format(spec: str) -> Any:
+    from orchestrator import pslist
+    from orchestrator.gotemplate import Format, TemplateError
 
+    try:
+        return Format(spec, pslist.HEADERS, pslist.DEFAULT_TABLE)
+    except TemplateError as exc:
+        raise UserError(f"--format: {exc}") from None
+
+
+def _image_resolver(containers: Any) -> Any:
+    from orchestrator.paths import images_dir
+    from runtime.image.store import ImageStore
+
+    store = ImageStore(images_dir(containers.root))
+
+    def resolve(name: str) -> str | None:
+        try:
+            return str(store.resolve(name).id)
+        except Exception:
+            return None
+
+    return resolve
+
+
+def _image_configs(containers: Any) -> Any:
+    """Image id -> its config, read once per ps."""
+    from orchestrator.paths import images_dir
+    from runtime.image.store import ImageStore
+
+    store = ImageStore(images_dir(containers.root))
+    cache: dict[str, dict[str, Any]] = {}
+
+    def config(image_id: str) -> dict[str, Any]:
+        if image_id not in cache:
+            cache[image_id] = json.loads(store.read_blob(image_id, "image config"))
+        return cache[image_id]
+
+    return config
+
+
+def _ports(containers: Any, container: Any, status: dict[str, Any]) -> list[Any]:
+    if status["state"] not in ("running", "paused") or not (containers.root / "networks").exists():
+        return []
+    return list(containers.networks.bindings(container.id))
+
+
+def _network_names(containers: Any, container: Any) -> list[str]:
+    network = container.options.network
+    if network in ("none", "host") or network.startswith(("container:", "service:")):
+        return [network]
+    if not (containers.root / "networks").exists():
+        return []
+    return sorted(containers.networks.addresses(container.id))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from orchestrator import logview
+
+    selection = logview.Selection(
+        logview.parse_tail(args.tail),
+        logview.parse_time(args.since, "--since") if args.since else None,
+        logview.parse_time(args.until, "--until") if args.until else None,
+    )
     containers = _containers(args)
     container = containers.get(args.container)
     if args.follow:
-        entries = logs.follow(container.log_path, lambda: containers.is_running(container))
+        entries = logview.follow(
+            container.log_path, lambda: containers.is_running(container), selection
+        )
     else:
-        entries = iter(logs.read(container.log_path, args.tail))
+        entries = iter(logview.read(container.log_path, selection))
     for entry in entries:
         stream = sys.stderr if entry.stream == "stderr" else sys.stdout
         stream.write(f"{entry.time} {entry.text}" if args.timestamps else entry.text)
@@ -527,7 +817,11 @@ def _runtime_errors() -> type[Exception]:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    return _for_each(args, lambda cs, c: cs.stop(c, args.time))
+    def stop(cs: Any, c: Any) -> None:
+        release(cs.root, c)
+        cs.stop(c, args.time)
+
+    return _for_each(args, stop)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -537,7 +831,27 @@ def cmd_kill(args: argparse.Namespace) -> int:
         sig = parse_signal(args.signal)
     except ValueError as exc:
         raise UserError(f"--signal: {exc}") from None
-    return _for_each(args, lambda cs, c: cs.kill(c, sig))
+
+    def kill(cs: Any, c: Any) -> None:
+        # Docker's rule: a fatal signal (KILL, TERM, INT, QUIT, the stop signal) suspends the
+        # restart policy until the next start; another (USR1, HUP...) leaves it in place.
+        if sig in _FATAL_SIGNALS or sig == _stop_signal_of(c):
+            release(cs.root, c)
+        cs.kill(c, sig)
+
+    return _for_each(args, kill)
+
+
+_FATAL_SIGNALS = (9, 15, 2, 3)
+
+
+def _stop_signal_of(container: Any) -> int | None:
+    from runtime.spec import parse_signal
+
+    try:
+        return parse_signal(container.options.stop_signal or "SIGTERM")
+    except ValueError:
+        return None
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -549,7 +863,12 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    return _for_each(args, lambda cs, c: cs.remove(c, force=args.force, volumes=args.volumes))
+    def remove(cs: Any, c: Any) -> None:
+        if args.force:
+            release(cs.root, c)
+        cs.remove(c, force=args.force, volumes=args.volumes)
+
+    return _for_each(args, remove)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -585,7 +904,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from orchestrator import dockerinspect, pslist
+    from orchestrator.gotemplate import TemplateError, parse, render
+
+    try:
+        template = parse(args.format) if args.format is not None else None
+    except TemplateError as exc:
+        raise UserError(f"--format: {exc}") from None
     containers = _containers(args)
+    image_config = _image_configs(containers)
     out = []
     failures = []
     for name in args.containers:
@@ -595,15 +922,38 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             failures.append(str(exc))
             continue
         networks = containers.networks
+        status = containers.status(container)
+        addresses = networks.addresses(container.id)
+        bindings = networks.bindings(container.id)
+        image_id = str(container.record.get("image_id") or "")
+        try:
+            config = image_config(image_id)
+        except Exception:
+            config = {}  # its image is gone
         out.append(
             {
                 **container.record,
-                "state": containers.status(container),
-                "networks": networks.addresses(container.id),
-                "ports": [b.to_record() for b in networks.bindings(container.id)],
+                "state": status,
+                "networks": addresses,
+                "ports": [b.to_record() for b in bindings],
+                **dockerinspect.fields(
+                    container,
+                    status,
+                    addresses,
+                    bindings,
+                    pslist.effective_command(container.record, {image_id: config}.__getitem__),
+                    config,
+                ),
             }
         )
-    print(json.dumps(out, indent=2))
+    if template is None:
+        print(json.dumps(out, indent=2))
+    else:
+        try:
+            for item in out:
+                print(render(template, item))
+        except TemplateError as exc:
+            raise UserError(f"--format: {exc}") from None
     for failure in failures:
         print(f"orchestrator: {failure}", file=sys.stderr)
     return 1 if failures else 0

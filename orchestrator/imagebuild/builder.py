@@ -23,6 +23,7 @@ succeed stay in the store as cache until ``image prune``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
 import shutil
 import sys
@@ -47,6 +48,19 @@ from runtime.image.model import Image
 from runtime.image.store import ImageStore, owner_tag
 
 __all__ = ["BuildError", "BuildOptions", "Builder", "State"]
+
+
+def onbuild_triggers(state: State, path: str, from_inst: Instruction) -> list[Instruction]:
+    """The base's ONBUILD triggers as instructions (numbered as the FROM line), taken out of
+    the config: they run in this build, and are not passed on to its children (Docker's rule)."""
+    texts = state.run_config.pop("OnBuild", None) or []
+    if not texts:
+        return []
+    trigger_file = parse("FROM scratch\n" + "\n".join(str(t) for t in texts), path)
+    return [
+        dataclasses.replace(t, line=from_inst.line, original=f"ONBUILD {t.original}")
+        for t in trigger_file.stages[0].instructions
+    ]
 
 
 class Builder(MetadataSteps, FileSteps, RunStep):
@@ -185,10 +199,13 @@ class Builder(MetadataSteps, FileSteps, RunStep):
             config = copy.deepcopy(image.config)
             config.pop("rootfs", None)
             state = State(config, self.store.image_layers(image))
-        steps = [i for i in stage.instructions if i.keyword != "ARG"]
+        triggers = onbuild_triggers(state, self.df.path, inst)
+        steps = [i for i in [*triggers, *stage.instructions] if i.keyword != "ARG"]
         run = StageRun(stage, state, total=1 + len(steps))
         self.step += 1
         self._print(f"#{self.step} [{stage.label} 1/{run.total}] FROM {base}")
+        for trigger in triggers:  # the base image's ONBUILD, right after FROM, as Docker runs them
+            self._instruction(run, trigger)
         for inst in stage.instructions:
             self._instruction(run, inst)
         self.results[stage.index] = run.state

@@ -127,7 +127,7 @@ def test_a_killed_monitor_gives_an_explicit_unknown_and_rm_is_honoured(
     (row,) = _ps(orc)
     assert row["state"] == "exited" and row["exit_code"] is None
     assert "monitor" in str(row["exit_unknown"])
-    assert "exited (unknown)" in orc("ps", "-a").stdout
+    assert "Exited (unknown)" in orc("ps", "-a").stdout
     orc("rm", "orphan")
     # --rm: nobody is left to remove it but the next command
     cid = orc("run", "-d", "--rm", "busybox", "sleep", "1000").stdout.strip()
