@@ -35,6 +35,14 @@ def build_parser(stack_verbs: bool = False, only: str | None = None) -> argparse
         help="stack file (repeatable; later files override earlier ones)",
     )
     parser.add_argument("-p", "--project-name", dest="project_name", help="project name")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        dest="global_profiles",
+        default=[],
+        metavar="PROFILE",
+        help="enable services of this profile (repeatable; default $COMPOSE_PROFILES)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     if stack_verbs:
@@ -101,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.global_profiles and not getattr(args, "profiles", None):
+        args.profiles = args.global_profiles  # Compose's place for it: before the command
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -129,8 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-_GLOBAL_WITH_VALUE = ("--root", "-f", "--file", "-p", "--project-name")
-_SHARED_VERBS = ("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec")
+_GLOBAL_WITH_VALUE = ("--root", "-f", "--file", "-p", "--project-name", "--profile")
+_SHARED_VERBS = (
+    *("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec"),
+    *("run", "top", "stats", "port", "images", "wait", "create"),
+)
 
 
 def _stack_mode(argv: list[str]) -> bool:
@@ -144,7 +157,7 @@ def _stack_mode(argv: list[str]) -> bool:
             stacked = stacked or word != "--root"
             i += 2
             continue
-        if word.startswith(("--file=", "--project-name=")) or (
+        if word.startswith(("--file=", "--project-name=", "--profile=")) or (
             word[:2] in ("-f", "-p") and len(word) > 2
         ):
             stacked = True

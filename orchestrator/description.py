@@ -30,6 +30,7 @@ ANNOTATION_PROJECT = "org.orchestrator.project"
 ANNOTATION_SERVICE = "org.orchestrator.service"
 ANNOTATION_REPLICA = "org.orchestrator.replica"
 ANNOTATION_CONFIG_HASH = "org.orchestrator.config-hash"
+ANNOTATION_ONEOFF = "org.orchestrator.oneoff"  # "true" on a stack's one-off container
 ANNOTATION_LABEL_PREFIX = "org.orchestrator.label."
 ANNOTATION_RECORD_VERSION = "org.orchestrator.record-version"
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
@@ -122,6 +123,9 @@ class ContainerDescription:
     # a small init as the container's first process (``--init``, a service's ``init: true``):
     # it reaps zombies and passes signals on to the command
     init: bool = False
+    # a single container's restart policy (``run --restart``: no, always, on-failure[:N],
+    # unless-stopped); the supervisor keeps it when it is not "no" (orchestrator.keep)
+    restart: str = "no"
     log_max_size: int = 10 * 1024 * 1024
     log_max_files: int = 3
     identity: Identity = Identity()
@@ -134,6 +138,8 @@ class ContainerDescription:
             result[ANNOTATION_SERVICE] = self.identity.service
             result[ANNOTATION_REPLICA] = str(self.identity.replica)
             result[ANNOTATION_CONFIG_HASH] = self.identity.config_hash
+            if self.identity.oneoff:
+                result[ANNOTATION_ONEOFF] = "true"
         for key, value in self.labels.items():
             result[ANNOTATION_LABEL_PREFIX + key] = value
         return result

@@ -410,17 +410,25 @@ class Networks:
                 endpoint["ifname"] = f"eth{index}"
                 endpoint["veth"] = "orcv" + secrets.token_hex(6)[:11]
             self.store.save(data)  # the veths are named before they exist
-            with self._netns(container_id) as (netns_fd, sock):
-                gateway_done = False
-                for endpoint in endpoints:
-                    gateway_done |= self._wire(data, endpoint, netns_fd, sock, not gateway_done)
-            crash_point("attach:wired")
-            self._publish(data, container_id, description)
-            crash_point("attach:published")
+            # What the wiring needs, copied: the kernel's part runs without the store's lock,
+            # so that containers starting side by side are wired side by side. (The veths
+            # are recorded already; one whose container dies meanwhile goes with its netns.)
+            wiring = [(dict(ep), dict(data["networks"][ep["network"]])) for ep in endpoints]
+            publishes = bool(_requests(description, data["hosts"][container_id].get("exposed", [])))
+        with self._netns(container_id) as (netns_fd, sock):
+            gateway_done = False
+            for endpoint, network in wiring:
+                gateway_done |= self._wire(network, endpoint, netns_fd, sock, not gateway_done)
+        crash_point("attach:wired")
+        if publishes:
+            with self.store.edit() as data:
+                if container_id in data["endpoints"]:  # (not removed meanwhile)
+                    self._publish(data, container_id, description)
+        crash_point("attach:published")
 
     def _wire(
         self,
-        data: dict[str, Any],
+        network: dict[str, Any],
         endpoint: dict[str, Any],
         netns_fd: int,
         sock: socket.socket,
@@ -430,7 +438,6 @@ class Networks:
         from runtime import errors
         from runtime.net import _netlink
 
-        network = data["networks"][endpoint["network"]]
         try:
             _netlink.add_veth(
                 endpoint["veth"], network["bridge"], netns_fd, endpoint["ifname"], endpoint["mac"]
@@ -558,7 +565,7 @@ class Networks:
                 lease["veth"] = "orcv" + secrets.token_hex(6)[:11]
                 self.store.save(data)
                 with self._netns(container.id) as (netns_fd, sock):
-                    self._wire(data, lease, netns_fd, sock, want_gateway=False)
+                    self._wire(network, lease, netns_fd, sock, want_gateway=False)
             self._refresh_hosts(data, {network["id"]})
 
     def disconnect(self, container: Container, network_name: str) -> None:
@@ -639,11 +646,13 @@ class Networks:
         return target
 
     def _service_container(self, project: str, service: str) -> Container | None:
-        """The lowest replica of ``service`` in ``project``."""
+        """The lowest replica of ``service`` in ``project`` (never a one-off container)."""
         candidates = [
             c
             for c in self.containers.all()
-            if c.options.identity.project == project and c.options.identity.service == service
+            if c.options.identity.project == project
+            and c.options.identity.service == service
+            and not c.options.identity.oneoff
         ]
         return min(candidates, key=lambda c: c.options.identity.replica, default=None)
 

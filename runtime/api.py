@@ -416,7 +416,12 @@ class Runtime:
         # Its monitor was killed (before the container ended, or after): nobody recorded the
         # exit or removed the cgroup.
         recorded = current.exit is not None or (current.directory / "exit.json").exists()
-        if not recorded and not current.monitor_alive and current.directory.exists():
+        if (
+            not current.monitor_alive
+            and current.directory.exists()
+            # (killed after recording the exit, before removing the cgroup: one stat to see)
+            and (not recorded or self._cgroup(current.id, current).exists())
+        ):
             self._cleanup_orphan(current)
         shutil.rmtree(current.directory, ignore_errors=True)
         if "hooks" in current.record:

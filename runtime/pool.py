@@ -105,6 +105,41 @@ class Shell:
         os.close(self.pidfd)
 
 
+_collected: set[tuple[str, str]] = set()
+
+
+def collect_stale(cgroup_root: str, cgroup_parent: str) -> list[str]:
+    """Remove the cgroups of shells whose monitor is gone without cleaning up: killed with
+    its server (``kill -9`` of a process group, the OOM killer, a power cut simulated by a
+    test). A live shell's cgroup is never touched: its name says which monitor (pid and start
+    time) owns it. The names removed."""
+    removed: list[str] = []
+    try:
+        probe = open_manager("probe", root=cgroup_root, parent=cgroup_parent, version=1)
+        parents = {os.path.dirname(d) for d in probe.unique_dirs()}
+    except Exception:
+        return removed
+    names: set[str] = set()
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            names.update(n for n in os.listdir(parent) if n.startswith(POOL_PREFIX))
+    for name in sorted(names):
+        owner = name.removeprefix(POOL_PREFIX).split("-")
+        if len(owner) != 3 or not owner[0].isdigit() or not owner[1].isdigit():
+            continue  # not a name this code makes
+        try:
+            alive = process_start_time(int(owner[0])) == int(owner[1])
+        except (OSError, ValueError):
+            alive = False
+        if alive:
+            continue
+        manager = open_manager(name, root=cgroup_root, parent=cgroup_parent, version=1)
+        with contextlib.suppress(Exception):
+            manager.remove()
+            removed.append(name)
+    return removed
+
+
 def fork_shell(
     control: socket.socket,
     cgroup_root: str,
@@ -113,7 +148,11 @@ def fork_shell(
     close_in_child: tuple[int, ...],
 ) -> int:
     """Fork a shell whose end of the control socket is ``control``; returns its pid. Its init
-    mounts the default kernel filesystems under ``staging`` (runtime.premount)."""
+    mounts the default kernel filesystems under ``staging`` (runtime.premount). The first
+    time for a cgroup parent, stale shells' cgroups there are collected first."""
+    if (cgroup_root, cgroup_parent) not in _collected:
+        _collected.add((cgroup_root, cgroup_parent))
+        collect_stale(cgroup_root, cgroup_parent)
     pid = os.fork()
     if pid == 0:
         gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
@@ -130,7 +169,10 @@ class _Shape:
     """Where a shell lives: its cgroup's name, root and parent, and its staging directory."""
 
     def __init__(self, cgroup_root: str, cgroup_parent: str, staging: str) -> None:
-        self.pool_name = POOL_PREFIX + secrets.token_hex(6)
+        # Named by the shell's monitor (pid and start time): a cgroup whose monitor is gone
+        # is known to be stale (collect_stale), whoever looks.
+        me = os.getpid()
+        self.pool_name = f"{POOL_PREFIX}{me}-{process_start_time(me)}-{secrets.token_hex(4)}"
         self.cgroup_root = cgroup_root
         self.cgroup_parent = cgroup_parent
         self.staging = staging

@@ -1,5 +1,6 @@
 """Stack commands, Compose's: ``up``, ``down``, ``ls``, ``supervisor``, and with ``-f``/``-p``
-the project's ``ps``, ``logs``, ``stop``, ``start``, ``restart``.
+the project's ``ps``, ``logs``, ``stop``, ``start``, ``restart``... (``run``, ``top``,
+``stats``, ``port``, ``images`` and ``wait`` are in orchestrator.commands.stackverbs).
 
     orchestrator -f stack.yaml up -d          # the supervisor (started when none runs) does it
     orchestrator -f stack.yaml ps
@@ -22,7 +23,10 @@ from typing import Any
 from orchestrator.errors import NotFoundError, UserError
 
 STACK_ONLY = ("up", "down", "ls", "supervisor", "events", "scale")
-SHARED = ("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec")
+SHARED = (
+    *("ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "exec"),
+    *("run", "top", "stats", "port", "images", "wait"),  # (orchestrator.commands.stackverbs)
+)
 COLORS = ("36", "33", "32", "35", "34", "91", "92", "93", "94", "95", "96")
 
 
@@ -50,6 +54,11 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
     down.add_argument("-t", "--timeout", type=float, default=None)
     down.add_argument("--remove-orphans", action="store_true", help="(always done)")
     down.add_argument("-v", "--volumes", action="store_true", help="remove named volumes too")
+    down.add_argument(
+        "--rmi",
+        choices=("local", "all"),
+        help="remove images too: local (built for services without an image name), all",
+    )
     down.add_argument("--profile", action="append", dest="profiles", metavar="PROFILE")
     down.set_defaults(func=cmd_down)
 
@@ -79,7 +88,9 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
 
     logs = sub.add_parser("logs", help="the stack's output, each line prefixed by its container")
     logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("--tail", default="all")
+    logs.add_argument("-n", "--tail", default="all", help="the last N lines of each (default all)")
+    logs.add_argument("--since", help="from a time (RFC 3339, Unix) or a duration before now")
+    logs.add_argument("--until", help="up to a time (RFC 3339, Unix) or a duration before now")
     logs.add_argument("-t", "--timestamps", action="store_true")
     logs.add_argument("--no-color", action="store_true")
     logs.add_argument("services", nargs="*", metavar="SERVICE")
@@ -99,7 +110,7 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
         p.set_defaults(func=cmd_verb, verb=verb)
 
     ex = sub.add_parser("exec", help="run a command in a service's running container")
-    ex.add_argument("-d", "--detach", action="store_true", help="(not supported yet)")
+    ex.add_argument("-d", "--detach", action="store_true", help="run it in the background")
     ex.add_argument("-T", "--no-tty", action="store_true", help="no terminal (the default here)")
     ex.add_argument("-u", "--user")
     ex.add_argument("-w", "--workdir")
@@ -108,6 +119,29 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
     ex.add_argument("service")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
+
+    create = sub.add_parser("create", help="create the stack's containers, not starting them")
+    create.add_argument("--build", action="store_true", help="build images first")
+    create.add_argument("--force-recreate", action="store_true")
+    create.add_argument("--no-recreate", action="store_true")
+    create.add_argument("--scale", action="append", default=[], metavar="SERVICE=N")
+    create.add_argument("services", nargs="*", metavar="SERVICE")
+    create.set_defaults(
+        func=cmd_up,
+        detach=True,
+        no_start=True,
+        wait=False,
+        wait_timeout=120.0,
+        no_deps=False,
+        remove_orphans=False,
+        dry_run=False,
+        timeout=None,
+        profiles=None,
+    )
+
+    from orchestrator.commands import stackverbs
+
+    stackverbs.add_parsers(sub)  # run, top, stats, port, images, wait
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -368,7 +402,7 @@ def _attached(args: argparse.Namespace, root: Path, stack: Any) -> int:
     """``up`` without -d: follow the logs; Ctrl-C stops the stack (a second one leaves it)."""
     print("Attaching; Ctrl-C stops the stack.", file=sys.stderr)
     try:
-        _follow_logs(root, stack.name, [], tail=None, timestamps=False, color=sys.stdout.isatty())
+        _follow_logs(root, stack.name, [], None, timestamps=False, color=sys.stdout.isatty())
     except KeyboardInterrupt:
         print("Stopping (Ctrl-C again to leave it running)...", file=sys.stderr)
         try:
@@ -390,7 +424,39 @@ def cmd_down(args: argparse.Namespace) -> int:
         return _down_without_supervisor(root, name)
     for removed in document["removed"]:
         print(f" {removed:30s} removed", file=sys.stderr)
+    if getattr(args, "rmi", None):
+        return _remove_images(root, args)
     return 0
+
+
+def _remove_images(root: Path, args: argparse.Namespace) -> int:
+    """``down --rmi``: the images of the stack's services (``local``: only those built for
+    services that name no image, as Compose has it). One in use elsewhere stays, with a
+    warning; one already gone is no error."""
+    from orchestrator.paths import images_dir
+    from runtime.errors import NotFound
+    from runtime.image import ImageInUse
+    from runtime.image.store import ImageStore
+
+    stack = _load(args)
+    names = []
+    for service_name, service in stack.services.items():
+        if service.image is None and service.build is not None:
+            names.append(f"{stack.name}-{service_name}")
+        elif args.rmi == "all" and service.image:
+            names.append(service.image)
+    store = ImageStore(images_dir(root))
+    status = 0
+    for name in dict.fromkeys(names):
+        try:
+            store.remove(name)
+            print(f" image {name:24s} removed", file=sys.stderr)
+        except NotFound:
+            continue
+        except ImageInUse as exc:
+            print(f"orchestrator: warning: {exc}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def _down_without_supervisor(root: Path, name: str) -> int:
@@ -399,7 +465,7 @@ def _down_without_supervisor(root: Path, name: str) -> int:
     from orchestrator.supervisor.observe import project_containers
 
     containers = Containers(root)
-    for container in project_containers(containers, name):
+    for container in project_containers(containers, name, oneoffs=True):
         containers.remove(container, force=True)
         print(f" {container.name:30s} removed", file=sys.stderr)
     return 0
@@ -435,6 +501,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
         if "no supervisor" not in str(exc):
             raise
         rows = _rows_without_supervisor(root, name)
+    if args.all:  # one-off containers (`run`) too, as Compose lists them
+        from orchestrator.commands.stackverbs import oneoff_rows
+
+        rows += oneoff_rows(root, name)
     rows = [r for r in rows if not args.services or r["service"] in args.services]
     if not args.all:
         rows = [r for r in rows if r["state"] in ("running", "paused", "restarting")]
@@ -501,12 +571,20 @@ def cmd_verb(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from orchestrator import logview
+
     root = _root(args)
     name = _project_name(args)
-    tail = None if args.tail == "all" else int(args.tail)
+    selection = logview.Selection(
+        logview.parse_tail(args.tail),
+        logview.parse_time(args.since, "--since") if args.since else None,
+        logview.parse_time(args.until, "--until") if args.until else None,
+    )
     color = sys.stdout.isatty() and not args.no_color
     try:
-        _follow_logs(root, name, args.services, tail, args.timestamps, color, follow=args.follow)
+        _follow_logs(
+            root, name, args.services, selection, args.timestamps, color, follow=args.follow
+        )
     except KeyboardInterrupt:
         return 0
     return 0
@@ -516,19 +594,22 @@ def _follow_logs(
     root: Path,
     project: str,
     services: list[str],
-    tail: int | None,
+    selection: Any,
     timestamps: bool,
     color: bool,
     follow: bool = True,
 ) -> None:
     """Each container's log, prefixed by its name; with ``follow``, new lines as they come,
-    across restarts and recreations (new containers of the project are picked up)."""
+    across restarts and recreations (new containers of the project are picked up).
+    ``selection``: which past lines (orchestrator.logview.Selection), None for all."""
+    from orchestrator import logview
     from orchestrator.containers import Containers
     from orchestrator.supervisor.observe import identity, project_containers
     from runtime import logs
 
     containers = Containers(root)
     tails: dict[str, tuple[str, Any]] = {}
+    choice = selection or logview.Selection()
 
     def prefix_of(container: Any) -> str:
         index = len(tails) % len(COLORS)
@@ -542,7 +623,7 @@ def _follow_logs(
             if container.id in tails:
                 continue
             prefix = prefix_of(container)
-            entries = logs.read(container.log_path, tail) if first else []
+            entries = logview.read(container.log_path, choice) if first else []
             for entry in entries:
                 _print_entry(prefix, entry, timestamps)
             size = container.log_path.stat().st_size if container.log_path.exists() else 0
@@ -554,7 +635,8 @@ def _follow_logs(
     while True:
         for prefix, tailer in tails.values():
             for entry in tailer.read_new():
-                _print_entry(prefix, entry, timestamps)
+                if choice.wanted(entry):
+                    _print_entry(prefix, entry, timestamps)
         time.sleep(0.1)
         scan(False)
 
@@ -599,6 +681,32 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 1 if _stream_up(root, stack.name, {"spec": spec, "options": options}) else 0
 
 
+def _exec_in_background(argv: list[str], service: str) -> int:
+    """``exec -d``: the same command without ``-d``, in a process of its own that nothing
+    waits for (it waits for the command, which runs in the container; our stdio is not its)."""
+    import subprocess
+
+    from orchestrator.cli import _GLOBAL_WITH_VALUE
+
+    verb = 0
+    while verb < len(argv) and (
+        argv[verb].startswith("-") or (verb > 0 and argv[verb - 1] in _GLOBAL_WITH_VALUE)
+    ):
+        verb += 1
+    first = argv.index(service, verb + 1)  # (the options are before the service's name)
+    options = [a for a in argv[verb + 1 : first] if a not in ("-d", "--detach")]
+    rest = [*argv[: verb + 1], *options, *argv[first:]]
+    subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *rest],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+    return 0
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     """Run a command in a service's container (replica ``--index``), with our stdio; exit
     with its status."""
@@ -612,6 +720,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UserError("exec: give the command to run")
+    if args.detach:
+        return _exec_in_background(sys.argv[1:], args.service)
     containers = Containers(root)
     for container in project_containers(containers, name):
         ident = identity(container)

@@ -86,6 +86,18 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
                 if not project or event.project == project:
                     await respond.line(event.to_dict())
         return
+    if len(parts) == 4 and parts[:2] == ["v1", "containers"] and method == "POST":
+        # single containers kept for their restart policy (orchestrator.keep)
+        if parts[3] == "keep":
+            container = await sup.thread(sup.container, parts[2])
+            await sup.keep(container)
+            await respond.json(200, {"kept": container.name})
+            return
+        if parts[3] == "release":
+            container = await sup.thread(sup.container, parts[2])
+            await sup.release(container.id)
+            await respond.json(200, {"released": container.name})
+            return
     if len(parts) == 4 and parts[:2] == ["v1", "projects"]:
         name, verb = parts[2], parts[3]
         services = tuple(str(s) for s in body.get("services") or ())
@@ -115,8 +127,7 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
             await respond.json(200, {key[verb]: names})
             return
         if verb == "restart" and method == "POST":
-            stopped = await sup.stop_project(name, services, timeout)
-            started = await sup.start_project(name, services)
+            stopped, started = await sup.restart_project(name, services, timeout)
             await respond.json(200, {"stopped": stopped, "started": started})
             return
     raise http.HttpError(404, f"no route {method} {request.path}")

@@ -167,6 +167,56 @@ class Supervisor:
                         await self.start_container(stack, container)
                         await self.count_restart(container)
 
+        await self._adopt_single_containers()
+
+    async def _adopt_single_containers(self) -> None:
+        """Single containers with a restart policy (``run -d --restart``) are kept as a
+        stack's are: watched when running; restarted by their policy when they ended while no
+        supervisor ran, unless stopped by hand (``always`` even then, as Docker's daemon does
+        when it starts)."""
+        for container in await self.thread(self.containers.all):
+            policy = single_policy(container)
+            if identity(container).get("project") or policy is None:
+                continue
+            try:
+                await self._adopt_single(container, policy)
+            except Exception as exc:  # (one container must not keep the others from adoption)
+                self._log(f"{container.name}: cannot adopt: {type(exc).__name__}: {exc}")
+
+    async def _adopt_single(self, container: Container, policy: RestartPolicy) -> None:
+        row = await self.thread(self.store.container, container.id)
+        if row is None:
+            return  # never started with its policy under a supervisor
+        status = await self.thread(self.containers.status, container)
+        if status["state"] in ("running", "paused"):
+            await self.watch(None, container)
+        elif status["state"] == "exited":
+            await self.record_exit(container, ExitStatus.from_record(status))
+            if (policy.name == "always" or not row.manual_stop) and _restarts_after_exit(
+                policy, status.get("exit_code")
+            ):
+                await self.keep(container)
+                await self.count_restart(container)
+
+    async def keep(self, container: Container) -> None:
+        """Keep a single container with a restart policy: start it unless it runs, and
+        watch it (``run -d --restart``, ``start``)."""
+        await self.thread(self.store.ensure_container, container.id, "", "", 0)
+        await self.thread(self.store.set_manual_stop, container.id, False)
+        status = await self.thread(self.containers.status, container)
+        if status["state"] not in ("running", "paused"):
+            await self.thread(self.containers.start, container)
+            await self.emit(container, "start")
+        await self.watch(None, container)
+
+    async def release(self, container_id: str) -> None:
+        """No more restarts of a kept container until it is started again: the CLI is about to
+        stop, kill or remove it (Docker's daemon cancels its restart manager the same way)."""
+        await self.thread(self.store.set_manual_stop, container_id, True)
+        watch = self.watches.get(container_id)
+        if watch is not None:
+            watch.loop.cancel()
+
     # -- helpers -------------------------------------------------------------------------------
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -236,20 +286,22 @@ class Supervisor:
 
     # -- containers ----------------------------------------------------------------------------
 
-    async def watch(self, stack: Stack, container: Container) -> None:
-        """Give the running ``container`` its watch (once)."""
+    async def watch(self, stack: Stack | None, container: Container) -> None:
+        """Give the running ``container`` its watch (once): a stack's (by its service), or a
+        single container kept for its restart policy (``stack`` None)."""
         if container.id in self.watches and not self.watches[container.id].done.is_set():
             return
-        service = stack.services[str(identity(container).get("service"))]
         image_check = await self.thread(self._image_healthcheck, container)
-        check = health.resolve(service.healthcheck, image_check)
-        watch = Watch(
-            self,
-            container,
-            service.restart,
-            check,
-            bool(service.extensions.get(UNHEALTHY_RESTART_KEY)),
-        )
+        if stack is None:
+            policy = single_policy(container) or RestartPolicy()
+            check = health.resolve(None, image_check)
+            on_unhealthy = False
+        else:
+            service = stack.services[str(identity(container).get("service"))]
+            policy = service.restart
+            check = health.resolve(service.healthcheck, image_check)
+            on_unhealthy = bool(service.extensions.get(UNHEALTHY_RESTART_KEY))
+        watch = Watch(self, container, policy, check, on_unhealthy)
         self.watches[container.id] = watch
         if check is None:
             self.health.pop(container.id, None)
@@ -765,6 +817,18 @@ def _stop_layers(stack: Stack | None, containers: list[Container]) -> list[list[
             layers.append(group)
     rest = [c for c in containers if c.id not in placed]  # orphans first of all
     return ([rest] if rest else []) + layers
+
+
+def single_policy(container: Container) -> RestartPolicy | None:
+    """A single container's restart policy (``run --restart``), None for ``no``."""
+    from orchestrator.stack.units import UnitError, parse_restart
+
+    text = container.record.get("options", {}).get("restart") or "no"
+    try:
+        policy = parse_restart(text)
+    except UnitError:
+        return None
+    return None if policy.name == "no" else policy
 
 
 def restarted_with(stack: Stack, services: tuple[str, ...]) -> list[str]:

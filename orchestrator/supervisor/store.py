@@ -203,9 +203,14 @@ class Store:
             db.execute("UPDATE containers SET health = ? WHERE id = ?", (health, container_id))
 
     def forget_containers(self) -> None:
-        """Every container's history (after a reboot, none of them runs)."""
+        """Every container's history (after a reboot, none of them runs): restart counts,
+        exits and health start over; a stop by hand is remembered (``unless-stopped`` keeps
+        such a container stopped)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM containers")
+            db.execute(
+                "UPDATE containers SET restart_count = 0, last_exit = NULL, health = NULL,"
+                " runs = '[]'"
+            )
 
     def forget_container(self, container_id: str) -> None:
         with self._transaction() as db:
