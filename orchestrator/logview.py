@@ -5,20 +5,15 @@ lost in between (the file being followed is opened before the past is read)."""
 
 from __future__ import annotations
 
-import calendar
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
+from orchestrator.timespec import from_record
 from runtime.logs import Entry, _parse, log_files
-
-_RFC3339 = re.compile(
-    r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", re.I
-)
 
 
 def parse_tail(value: str) -> int | None:
@@ -32,45 +27,8 @@ def parse_tail(value: str) -> int | None:
     return None if count < 0 else count
 
 
-def parse_time(value: str, flag: str, now: float | None = None) -> float:
-    """Seconds since the epoch for a ``--since``/``--until`` value."""
-    from orchestrator.durations import DurationError, parse_duration
-
-    text = value.strip()
-    now = time.time() if now is None else now
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)  # a Unix timestamp
-    match = _RFC3339.fullmatch(text)
-    if match:
-        day, clock, fraction, zone = match.groups()
-        clock = clock or "00:00:00"
-        if clock.count(":") == 1:
-            clock += ":00"
-        try:
-            stamp = time.strptime(f"{day}T{clock}", "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            raise UserError(f"{flag} {value}: not a valid time") from None
-        seconds = calendar.timegm(stamp) + (float(fraction) if fraction else 0.0)
-        if zone is None:  # Docker reads a time without a zone as local time
-            seconds = time.mktime(stamp) + (float(fraction) if fraction else 0.0)
-        elif zone.upper() != "Z":
-            sign = 1 if zone[0] == "+" else -1
-            digits = zone[1:].replace(":", "")
-            seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-        return seconds
-    try:
-        return now - parse_duration(text, flag) / 1e9
-    except DurationError:
-        raise UserError(
-            f"{flag} {value}: give a time (2026-12-05T08:00:00Z), a Unix timestamp or a"
-            " duration before now (10m, 1h30m)"
-        ) from None
-
-
 def entry_time(entry: Entry) -> float:
-    from orchestrator.pslist import parse_time as stamp_time
-
-    return stamp_time(entry.time) or 0.0
+    return from_record(entry.time) or 0.0
 
 
 class Selection:

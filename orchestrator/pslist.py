@@ -5,7 +5,6 @@ every ``label`` filter must hold, as Docker's do)."""
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.gotemplate import StrMap
+from orchestrator.timespec import from_record
 
 DEFAULT_TABLE = (
     "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
@@ -67,14 +67,8 @@ def human_duration(seconds: float) -> str:
 
 
 def parse_time(stamp: str | None) -> float | None:
-    """Seconds since the epoch of a log-style UTC timestamp (``2026-12-05T08:23:16.12Z``)."""
-    if not stamp:
-        return None
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", stamp)
-    if match is None:
-        return None
-    whole = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
-    return whole + (float(match.group(2)) if match.group(2) else 0.0)
+    """Seconds since the epoch of a record's UTC timestamp (``2026-12-05T08:23:16.12Z``)."""
+    return from_record(stamp)
 
 
 def status_text(status: dict[str, Any], now: float) -> str:

@@ -32,7 +32,7 @@ def parse_time(value: str, flag: str, now: float | None = None) -> float:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UserError(
-            f"{flag} {value!r}: give a Unix timestamp, an RFC 3339 time"
+            f"{flag} {value}: give a Unix timestamp, an RFC 3339 time"
             " (2026-12-05T08:00:00Z) or a duration (10m)"
         ) from None
     if moment.tzinfo is None:  # Docker reads a time without a zone as local time

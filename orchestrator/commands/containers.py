@@ -767,11 +767,12 @@ def _network_names(containers: Any, container: Any) -> list[str]:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from orchestrator import logview
+    from orchestrator.timespec import parse_time
 
     selection = logview.Selection(
         logview.parse_tail(args.tail),
-        logview.parse_time(args.since, "--since") if args.since else None,
-        logview.parse_time(args.until, "--until") if args.until else None,
+        parse_time(args.since, "--since") if args.since else None,
+        parse_time(args.until, "--until") if args.until else None,
     )
     containers = _containers(args)
     container = containers.get(args.container)

@@ -500,11 +500,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     except UserError as exc:
         if "no supervisor" not in str(exc):
             raise
-        rows = _rows_without_supervisor(root, name)
+        rows = _record_rows(root, name)
     if args.all:  # one-off containers (`run`) too, as Compose lists them
-        from orchestrator.commands.stackverbs import oneoff_rows
-
-        rows += oneoff_rows(root, name)
+        rows += _record_rows(root, name, oneoffs=True)
     rows = [r for r in rows if not args.services or r["service"] in args.services]
     if not args.all:
         rows = [r for r in rows if r["state"] in ("running", "paused", "restarting")]
@@ -527,24 +525,31 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rows_without_supervisor(root: Path, name: str) -> list[dict[str, Any]]:
+def _record_rows(root: Path, name: str, oneoffs: bool = False) -> list[dict[str, Any]]:
+    """``ps`` rows read from the records and the kernel: the project's containers when no
+    supervisor answers, or its one-off containers (``run``; ``ps -a`` lists them)."""
     from orchestrator.containers import Containers
-    from orchestrator.supervisor.observe import identity, project_containers
+    from orchestrator.supervisor.observe import identity, project_containers, project_oneoffs
 
     containers = Containers(root)
+    chosen = project_oneoffs if oneoffs else project_containers
     rows = []
-    for container in project_containers(containers, name):
+    for container in chosen(containers, name):
         ident = identity(container)
         rows.append(
             {
                 **containers.status(container),
                 "project": name,
                 "service": ident.get("service"),
-                "replica": ident.get("replica"),
+                "replica": None if oneoffs else ident.get("replica"),
+                **({"oneoff": True} if oneoffs else {}),
                 "health": None,
-                "restart_count": None,
+                "restart_count": 0 if oneoffs else None,
                 "last_exit": None,
-                "ports": [],
+                "ports": [
+                    f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.port}/{b.protocol}"
+                    for b in containers.networks.bindings(container.id)
+                ],
             }
         )
     return rows
@@ -572,13 +577,14 @@ def cmd_verb(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from orchestrator import logview
+    from orchestrator.timespec import parse_time
 
     root = _root(args)
     name = _project_name(args)
     selection = logview.Selection(
         logview.parse_tail(args.tail),
-        logview.parse_time(args.since, "--since") if args.since else None,
-        logview.parse_time(args.until, "--until") if args.until else None,
+        parse_time(args.since, "--since") if args.since else None,
+        parse_time(args.until, "--until") if args.until else None,
     )
     color = sys.stdout.isatty() and not args.no_color
     try:

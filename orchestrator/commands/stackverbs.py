@@ -104,40 +104,12 @@ def _of_services(containers: Any, project: str, services: list[str], oneoffs: bo
     return found
 
 
-def oneoff_rows(root: Any, project: str) -> list[dict[str, Any]]:
-    """``ps`` rows of the project's one-off containers (``ps -a`` lists them, as Compose)."""
-    from orchestrator.containers import Containers
-    from orchestrator.supervisor.observe import identity, project_oneoffs
-
-    containers = Containers(root)
-    rows = []
-    for container in project_oneoffs(containers, project):
-        ident = identity(container)
-        rows.append(
-            {
-                **containers.status(container),
-                "project": project,
-                "service": ident.get("service"),
-                "replica": None,
-                "oneoff": True,
-                "health": None,
-                "restart_count": 0,
-                "last_exit": None,
-                "ports": [
-                    f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.port}/{b.protocol}"
-                    for b in containers.networks.bindings(container.id)
-                ],
-            }
-        )
-    return rows
-
-
 # -- run -----------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import oneoff
-    from orchestrator.commands.containers import _attach, _attach_terminal, _open_log
+    from orchestrator.commands.containers import _open_log, _run_attached
     from orchestrator.containers import Containers
 
     root = st._root(args)
@@ -179,29 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         containers.remove(container, force=True, volumes=True)
         raise
     assert attached is not None
-    try:
-        if attached.console is not None:
-            return _attach_terminal(
-                containers, container, attached.waiter, attached.console, remove=args.rm
-            )
-        return _attach(
-            containers, container, attached.waiter, remove=args.rm, stdin=attached.stdin, log=log
-        )
-    finally:
-        if args.rm:
-            _removed(containers, container)
-
-
-def _removed(containers: Any, container: Any) -> None:
-    """After a --rm one-off: what its monitor did not remove (it was killed), its leases
-    (its peers forget it now) and its anonymous volumes."""
-    from orchestrator.commands.containers import _collect_volumes
-
-    if container.directory.exists():
-        containers.remove(container, force=True)
-    if container.options.network not in ("none", "host"):
-        containers.networks.release(container.id)
-    _collect_volumes(containers)
+    return _run_attached(args, containers, container, attached, log)
 
 
 def _overrides(args: argparse.Namespace, cmd: list[str]) -> Any:

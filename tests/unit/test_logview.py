@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import UserError
-from orchestrator.logview import Selection, follow, parse_tail, parse_time, read
+from orchestrator.logview import Selection, follow, parse_tail, read
+from orchestrator.timespec import parse_time
 
 
 def test_tail_values() -> None:

@@ -119,7 +119,7 @@ def _follow(orc: Orc, follower: subprocess.Popen[str]) -> None:
 
 def test_bad_values_are_one_line(orc: Orc) -> None:
     for args, message in (
-        (("--since", "yesterday"), "--since 'yesterday'"),
+        (("--since", "yesterday"), "--since yesterday"),
         (("--filter", "colour=red"), "--filter 'colour=red'"),
         (("--until", "0s", "--format", "{{.Nope}}"), None),
     ):
