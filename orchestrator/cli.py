@@ -48,7 +48,7 @@ def build_parser(stack_verbs: bool = False, only: str | None = None) -> argparse
     if stack_verbs:
         from orchestrator.commands import stack
 
-        stack.add_parsers(sub, shared=True)
+        stack.add_parsers(_Only(sub, only) if only else sub, shared=True)
         return parser
     modules = COMMANDS.get(only or "")
     adder: Any = _Only(sub, only) if modules and only else sub

@@ -139,9 +139,15 @@ def add_parsers(sub: Any, shared: bool = False) -> None:
         profiles=None,
     )
 
-    from orchestrator.commands import stackverbs
+    only = getattr(sub, "name", None)  # (orchestrator.cli makes only that command's parser)
+    if only is None or only in STACKVERBS:
+        from orchestrator.commands import stackverbs
 
-    stackverbs.add_parsers(sub)  # run, top, stats, port, images, wait
+        stackverbs.add_parsers(sub)
+
+
+# The verbs orchestrator.commands.stackverbs adds (its import is not paid for the others).
+STACKVERBS = ("run", "top", "stats", "port", "images", "wait")
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -214,6 +214,11 @@ def test_verbs_of_several_containers_try_each_and_report_failures_at_the_end(orc
     assert done.stderr.strip() == "orchestrator: no such container: nosuch"
     done = orc("wait", "one", "two", "nosuch", check=False)
     assert done.returncode == 1 and done.stdout.split() == ["137", "137"]
+    for verb in ("start", "pause", "unpause", "restart", "kill"):
+        flags = ["-t", "0"] if verb == "restart" else []  # (sleep ignores TERM)
+        done = orc(verb, *flags, "nosuch", "one", "two", check=False)
+        assert done.returncode == 1 and done.stdout.split() == ["one", "two"], (verb, done)
+        assert done.stderr.strip() == "orchestrator: no such container: nosuch", verb
     done = orc("inspect", "one", "nosuch", check=False)
     assert done.returncode == 1 and len(json.loads(done.stdout)) == 1
     done = orc("rm", "nosuch", "one", "two", check=False)
