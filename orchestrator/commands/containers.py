@@ -626,16 +626,20 @@ def cmd_start(args: argparse.Namespace) -> int:
         offset = container.log_path.stat().st_size if container.log_path.exists() else 0
         from runtime.attach import window_size
 
-        attached = containers.start(container, attach=args.attach, terminal=window_size())
-        keep(containers.root, container)
-        if attached is None:
-            print(container.name)
-        elif attached.console is not None:
-            status = _attach_terminal(containers, container, attached.waiter, attached.console)
-        else:
-            status = _attach(
-                containers, container, attached.waiter, offset=offset, stdin=attached.stdin
-            )
+        # Attached, the signals we get go to the container (Docker's --sig-proxy, on for
+        # start -a too); a terminal passes ^C itself.
+        with _SignalProxy(containers, container) as proxy:
+            attached = containers.start(container, attach=args.attach, terminal=window_size())
+            keep(containers.root, container)
+            proxy.started()
+            if attached is None:
+                print(container.name)
+            elif attached.console is not None:
+                status = _attach_terminal(containers, container, attached.waiter, attached.console)
+            else:
+                status = _attach(
+                    containers, container, attached.waiter, offset=offset, stdin=attached.stdin
+                )
     return status
 
 

@@ -84,6 +84,22 @@ def test_sigint_too_and_sig_proxy_false_does_not(orc: Orc, state_root: Path) -> 
     orc("rm", "-f", "kept")
 
 
+def test_start_attached_passes_signals_on_too(orc: Orc, state_root: Path) -> None:
+    orc("create", "--name", "later", "busybox", "sh", "-c", TRAP)
+    proc = popen(state_root, "start", "-a", "later")
+    try:
+        wait_for(lambda: "ready" in orc("logs", "later", check=False).stdout, "the trap")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 7, err
+    assert "got TERM" in out
+    orc("rm", "later")
+
+
 def test_logs_tail_since_until_and_follow(orc: Orc) -> None:
     script = "for i in 1 2 3 4 5; do echo line$i; done; sleep 2; echo late"
     orc("run", "-d", "--name", "talker", "busybox", "sh", "-c", script)
