@@ -98,6 +98,7 @@ def row(
     networks: Sequence[str],
     trunc: bool,
     now: float,
+    size: str = "",
 ) -> dict[str, Any]:
     """One container as Docker's ps formats it (the fields ``--format`` templates name)."""
     created = parse_time(status.get("created")) or now
@@ -115,7 +116,7 @@ def row(
         "Ports": ", ".join(port_text(b) for b in ports),
         "State": str(status.get("state")),
         "Status": status_text(status, now),
-        "Size": "0B",
+        "Size": size,  # (measured only when asked: ps -s, or a template naming it)
         "Names": container.name,
         "Labels": StrMap(record.get("options", {}).get("labels") or {}),
         "Mounts": ",".join(m for m in mounts if m),

@@ -59,6 +59,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-n", "--last", type=int, default=None, help="the last N created (any state)")
     p.add_argument("-l", "--latest", action="store_true", help="the last created (any state)")
     p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    p.add_argument(
+        "-s", "--size", action="store_true", help="sizes: the writable layer (and the image's)"
+    )
     p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("logs", help="show a container's output")
@@ -657,7 +660,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from orchestrator import pslist
 
     filters = pslist.parse_filters(args.filter)
-    table = _ps_format(args.format) if args.format != "json" else None
+    table = _ps_format(args.format, args.size) if args.format != "json" else None
     containers = _containers(args)
     listed = list(reversed(containers.all()))  # newest first, as Docker lists them
     if args.latest or args.last is not None:
@@ -690,6 +693,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
     now = time.time()
     image_config = _image_configs(containers)
+    sizes = _sizes(containers) if args.size or ".Size" in args.format else None
     docker_rows = [
         pslist.row(
             c,
@@ -699,6 +703,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             _network_names(containers, c),
             trunc=not args.no_trunc,
             now=now,
+            size=sizes(c) if sizes else "",
         )
         for c, r in rows
     ]
@@ -713,12 +718,36 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ps_format(spec: str) -> Any:
+def _sizes(containers: Any) -> Any:
+    """Docker's SIZE column for a container: its writable layer, and with the image's layers
+    (``2B (virtual 1.2MB)``); each image measured once."""
+    from orchestrator.diskusage import human_size, total_size, tree_size
+    from orchestrator.paths import images_dir
+    from runtime.image.store import ImageStore
+
+    store = ImageStore(images_dir(containers.root))
+    image_sizes: dict[str, int] = {}
+
+    def size(container: Any) -> str:
+        image_id = str(container.record.get("image_id") or "")
+        if image_id not in image_sizes:
+            try:
+                image_sizes[image_id] = total_size(store.layer_dirs(store.resolve(image_id)))
+            except Exception:
+                image_sizes[image_id] = 0
+        own = tree_size(container.directory / "upper")
+        return f"{human_size(own)} (virtual {human_size(own + image_sizes[image_id])})"
+
+    return size
+
+
+def _ps_format(spec: str, sizes: bool = False) -> Any:
     from orchestrator import pslist
     from orchestrator.gotemplate import Format, TemplateError
 
+    table = pslist.DEFAULT_TABLE + ("\\t{{.Size}}" if sizes else "")
     try:
-        return Format(spec, pslist.HEADERS, pslist.DEFAULT_TABLE)
+        return Format(spec, pslist.HEADERS, table)
     except TemplateError as exc:
         raise UserError(f"--format: {exc}") from None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +194,20 @@ def test_ps_shows_the_images_command_when_none_was_given(orc: Orc, tmp_path: Pat
     record = json.loads(orc("inspect", "imgcmd").stdout)[0]
     assert record["Config"]["Healthcheck"]["Test"] == ["CMD", "true"]
     assert record["State"]["Health"]["Status"] == "none"
+
+
+def test_ps_size_measures_the_writable_layer_and_the_image(orc: Orc) -> None:
+    script = "head -c 50000 /dev/zero > /blob; sleep 300"
+    orc("run", "-d", "--name", "sized", "busybox", "sh", "-c", script)
+    wait_for(lambda: "50kB" in orc("ps", "-s").stdout, "the blob to be written")
+    lines = orc("ps", "-s").stdout.splitlines()
+    assert lines[0].split()[-1] == "SIZE"
+    found = re.search(r"(\S+) \(virtual (\S+)\)$", lines[1])
+    assert found is not None, lines
+    own, virtual = found.groups()
+    assert own == "50kB" and virtual.endswith("MB") and float(virtual[:-2]) > 1
+    assert orc("ps", "--format", "{{.Size}}").stdout.startswith("50kB (virtual ")
+    orc("rm", "-f", "sized")
 
 
 def test_inspect_format(orc: Orc) -> None:
