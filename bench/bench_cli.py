@@ -5,8 +5,11 @@ Python start and ``runc run`` of a busybox bundle, measured in turns in one run.
 
 Printed: the medians, ours less the bare Python start (what the CLI itself costs), that
 against runc's (the aim: at most 1.5 x), and ours when the fork server starts cold (the first
-command after it idled out). Also where our time goes before the container is asked for:
-the imports and the parser, from ``python -X importtime`` and a timed parse.
+command after it idled out). Ours is served by the warm copy of the CLI the fork server
+keeps (runtime.zygote); also measured in the same turns: the console script
+(``.venv/bin/orchestrator``) and the CLI run in-process (``ORCHESTRATOR_NO_WARM=1``, what a
+command pays when no warm copy may serve it), with where that one's time goes before the
+container is asked for: the imports and the parser (``python -X importtime``, a timed parse).
 """
 
 from __future__ import annotations
@@ -102,11 +105,21 @@ def main() -> None:
         write_spec(work / "runc")
         (work / "runc" / "rootfs").mkdir(exist_ok=True)
         run = [*orchestrator, "run", "--rm", "busybox", "true"]
-        samples: dict[str, list[float]] = {"bare": [], "ours": [], "runc": []}
+        script = Path(sys.executable).parent / "orchestrator"
+        cold_env = dict(env, ORCHESTRATOR_NO_WARM="1")
+        samples: dict[str, list[float]] = {
+            "bare": [],
+            "ours": [],
+            "script": [],
+            "in-process": [],
+            "runc": [],
+        }
         for i in range(args.runs + 2):  # in turns; the first two warm caches up
             results = {
                 "bare": timed([sys.executable, "-c", "pass"], env),
                 "ours": timed(run, env),
+                "script": timed([str(script), *run[3:]], env) if script.exists() else 0.0,
+                "in-process": timed(run, cold_env),
                 "runc": runc_run(work, lower, i) if shutil.which("runc") else 0.0,
             }
             if i >= 2:
@@ -124,6 +137,9 @@ def main() -> None:
         print(f"CLI, medians of {args.runs} runs in turns:")
         print(f"  python -c pass                                  {medians['bare']:7.1f} ms")
         print(f"  orchestrator run --rm busybox true              {medians['ours']:7.1f} ms")
+        if medians["script"]:
+            print(f"  the same, the console script                    {medians['script']:7.1f} ms")
+        print(f"  the same in-process (ORCHESTRATOR_NO_WARM=1)    {medians['in-process']:7.1f} ms")
         print(
             f"  the same, fork server cold (median of {args.cold_runs})        "
             f"{statistics.median(cold) * 1000:7.1f} ms"
@@ -135,7 +151,7 @@ def main() -> None:
                 f"  ours less bare Python: {own:.1f} ms = {own / medians['runc']:.2f} x runc run"
                 " (aim: at most 1.5 x)"
             )
-        print(f"  of ours: imports {imports:.1f} ms, parser {parse:.1f} ms")
+        print(f"  of the in-process one: imports {imports:.1f} ms, parser {parse:.1f} ms")
     finally:
         subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -39,13 +39,14 @@ from runtime.specgen import default_spec
 from tests.busybox import make_rootfs
 
 GAP = 0.05
+LIMITS = True  # (off for the cgroup version comparison: a hybrid host's v2 has no controllers)
 RESOURCES = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 256}, "cpu": {"shares": 512}}
 
 
-def private_mount_namespace() -> None:
+def private_mount_namespace(keep_unified: bool = False) -> None:
     sc.unshare(sc.CLONE_NEWNS)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    if os.path.ismount("/sys/fs/cgroup/unified"):
+    if os.path.ismount("/sys/fs/cgroup/unified") and not keep_unified:
         sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
 
 
@@ -53,7 +54,8 @@ def write_spec(
     bundle: Path, annotations: dict[str, str] | None = None, seccomp: bool = False
 ) -> None:
     spec = default_spec(["true"], hostname="bench")
-    spec["linux"]["resources"].update(RESOURCES)
+    if LIMITS:
+        spec["linux"]["resources"].update(RESOURCES)
     if seccomp:  # Docker's default profile, as `orchestrator run` gives every container
         from orchestrator.seccompprofile import oci_section
 
@@ -80,18 +82,25 @@ def bench_ours(
     fork_server: bool,
     block: int = 0,
     seccomp: bool | None = False,
+    cgroup_root: str = "/sys/fs/cgroup",
 ) -> list[float]:
     """Start times of ``runs`` containers; ``seccomp`` None: every other one with Docker's
-    seccomp profile (the times of those come after the others')."""
+    seccomp profile (the times of those come after the others'). ``cgroup_root``: the
+    hierarchy their cgroups are made on."""
     from runtime.api import Runtime
 
-    rt = Runtime(work / ("state-fs" if fork_server else "state"), fork_server=fork_server)
+    rt = Runtime(
+        work / ("state-fs" if fork_server else "state"),
+        fork_server=fork_server,
+        cgroup_root=cgroup_root,
+    )
     bundle = work / "ours"
-    times = []
-    filtered = []
+    times: list[float] = []
+    filtered: list[float] = []
     for i in range(runs + 3):
         with_filter = bool(i % 2) if seccomp is None else seccomp
-        layer = f"{block}-{int(two_step)}{int(fork_server)}{seccomp}-{i}"
+        variant = f"{Path(cgroup_root).name}{os.environ.get('ORCHESTRATOR_NO_CLONE3', '')}"
+        layer = f"{block}-{int(two_step)}{int(fork_server)}{seccomp}{variant}-{i}"
         upper, wdir = fresh_layer(work, layer)  # type: ignore[arg-type]
         write_spec(
             bundle,
@@ -130,7 +139,7 @@ def bench_peer(
     bundle = work / f"{tool}{'-seccomp' if seccomp else ''}"
     write_spec(bundle, seccomp=seccomp)
     rootfs = str(bundle / "rootfs")
-    times = []
+    times: list[float] = []
     for i in range(runs + 3):
         upper, wdir = fresh_layer(work, f"{block}-{tool}{int(seccomp)}{i}")  # type: ignore[arg-type]
         started = time.perf_counter()
@@ -168,7 +177,7 @@ def bench_cli(work: Path, runs: int) -> list[float] | None:
         capture_output=True,
         cwd=repo,
     )
-    times = []
+    times: list[float] = []
     try:
         for _ in range(runs):
             started = time.perf_counter()
@@ -186,6 +195,53 @@ def bench_cli(work: Path, runs: int) -> list[float] | None:
 
         stop(root / "runtime")
     return times
+
+
+def v2_root() -> str | None:
+    """A cgroup2 hierarchy beside the default v1 one (a hybrid host's ``unified``), if any."""
+    from runtime.cgroups.detect import detect_version, mount_type
+
+    if detect_version("/sys/fs/cgroup") == 2:
+        return None  # pure v2: the ordinary figures are v2's
+    return "/sys/fs/cgroup/unified" if mount_type("/sys/fs/cgroup/unified") == "cgroup2" else None
+
+
+def report_cgroups(work: Path, lower: Path, runs: int, blocks: int) -> None:
+    """Start times on cgroup v1 (moves wait for an RCU grace period; the fork server's
+    pre-made containers pay it ahead) against cgroup v2 with the init born in its cgroup
+    (clone3 with CLONE_INTO_CGROUP; through the fork server, by a pre-made holder:
+    runtime.pool2) and v2 with a move, in turns, in one run."""
+    global LIMITS
+    unified = v2_root()
+    if unified is None:
+        print("cgroups: no cgroup2 hierarchy beside a v1 one here: nothing to compare")
+        return
+    LIMITS = False
+    per_block = max(1, runs // blocks)
+    cases: dict[str, tuple[bool, str, bool]] = {
+        "v1, direct fork (moved into its cgroup)": (False, "/sys/fs/cgroup", False),
+        "v2, direct fork, born in its cgroup (clone3)": (False, unified, False),
+        "v2, direct fork, moved into its cgroup": (False, unified, True),
+        "v1, fork server (pre-made containers)": (True, "/sys/fs/cgroup", False),
+        "v2, fork server (pre-made holders clone the init in)": (True, unified, False),
+    }
+    samples: dict[str, list[float]] = {}
+    for block in range(blocks):
+        for name, (server, root, move) in cases.items():
+            if move:
+                os.environ["ORCHESTRATOR_NO_CLONE3"] = "1"
+            try:
+                samples.setdefault(name, []).extend(
+                    bench_ours(work, lower, per_block, False, server, block, cgroup_root=root)
+                )
+            finally:
+                os.environ.pop("ORCHESTRATOR_NO_CLONE3", None)
+    print(
+        f"container start by cgroup version, run+wait without limits (v2 here has no"
+        f" controllers), median of {per_block * blocks} runs:"
+    )
+    for name, values in samples.items():
+        print(f"  {name:54s} {median_ms(values):8.2f} ms")
 
 
 def pss_kib(pid: int) -> int:
@@ -266,16 +322,24 @@ def main() -> None:
     parser.add_argument(
         "--memory-only", action="store_true", help="measure only the monitors' memory"
     )
+    parser.add_argument(
+        "--cgroups",
+        action="store_true",
+        help="only compare start times on cgroup v1 and v2 (where a host has both)",
+    )
     args = parser.parse_args()
     GAP = args.gap
     if os.geteuid() != 0:
         sys.exit("bench_runtime: needs root")
-    private_mount_namespace()
+    private_mount_namespace(keep_unified=args.cgroups)
     work = Path(tempfile.mkdtemp(prefix="orc-bench-"))
     try:
         lower = make_rootfs(work / "lower")
         if args.memory_only:
             report_memory(work, lower, args.monitors, args.monitor_spacing)
+            return
+        if args.cgroups:
+            report_cgroups(work, lower, args.runs, args.blocks)
             return
         samples: dict[str, list[float]] = {}
         per_block = max(1, args.runs // args.blocks)

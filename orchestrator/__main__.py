@@ -1,3 +1,3 @@
-from orchestrator.cli import main
+from orchestrator.quick import main
 
 raise SystemExit(main())

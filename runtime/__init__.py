@@ -9,6 +9,8 @@ Layout, in the order a container comes to life:
   cli.py         ``python -m runtime``: the OCI command line
   spec.py        config.json -> a validated, frozen ContainerConfig; specgen.py: Docker's defaults
   forkserver.py  the warm process (and its template) that forks monitors; pool.py: pre-made ones
+                 (cgroup v1), pool2.py: pre-made ones on cgroup v2 (the init cloned into its cgroup)
+  zygote.py      the fork server's warm copy of a command line; warmcli.py: its caller's side
   monitor.py     the per-container monitor, its short-lived setup child, exit records, waiters
   userns.py      user namespaces: id maps and host paths staged for an unprivileged root
   init.py        the container's first process, from fork to execve

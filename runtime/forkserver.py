@@ -9,7 +9,8 @@ One server per runtime root, started on demand by ``ForkServerClient`` with a ``
 and gone after its idle time without a request. Its requests (runtime.protocol): ``launch`` a
 container (the server forks at once; the monitor parses the request and answers on the same
 connection), ``enter`` a running one (a fresh child of the template does the job: runtime.enter),
-``ping``, ``stop``. Monitors do not depend on the server: they outlive it.
+``ping``, ``stop``; and ``cli``: a call of a command line kept warm in the server's zygote
+(runtime.zygote, runtime.warmcli). Monitors do not depend on the server: they outlive it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime import protocol
+from runtime import protocol, warmcli
 from runtime.channel import Channel
 from runtime.errors import Error, SetupError
 from runtime.filelock import open_lock, try_lock
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # (the server's side imports them: a client need not)
     from runtime.launch import MonitorArgs
     from runtime.spec import ContainerConfig
 
+_LOADED_AT_NS = time.time_ns()  # sources changed after it are not what this process runs
 # The protocol version is in the name: a server of another version is never spoken to.
 SOCKET_NAME = protocol.FORK_SERVER_SOCKET
 LOCK_NAME = "forkserver.lock"
@@ -52,8 +54,8 @@ MAX_REQUEST = protocol.MAX_REQUEST
 class ServerConfig:
     """How a fork server runs, chosen by whoever starts it (``ForkServerClient``), not read from
     the server's environment: where its pre-made containers' cgroups live, how long it stays
-    up without requests, whether it keeps pre-made containers at all (None: where cgroups are
-    v1, the only version that can rename a cgroup). Requests for another cgroup root or parent
+    up without requests, whether it keeps pre-made containers at all (None: yes, runtime.pool
+    on cgroup v1, runtime.pool2 on v2). Requests for another cgroup root or parent
     are still served, the ordinary way."""
 
     root: Path
@@ -61,6 +63,7 @@ class ServerConfig:
     cgroup_parent: str = "orchestrator"
     idle_timeout: float = IDLE_TIMEOUT
     pool: bool | None = None
+    zygote: str = ""  # the module whose PRELOAD a zygote keeps warm (runtime.zygote)
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "root": str(self.root)})
@@ -154,9 +157,8 @@ def _template_loop(sock: socket.socket) -> None:
             elif data[:1] == b"E":
                 _fork_enter(data[1:], fds, own)
             elif data[:1] == b"S":
-                from runtime.pool import fork_shell
-
                 root, parent, staging = data[1:].decode().split("\n")
+                fork_shell = _shell_maker(root)
                 control = socket.socket(fileno=os.dup(fds[0]))
                 pid = fork_shell(control, root, parent, staging, (*own, fds[0]))
                 control.close()
@@ -164,6 +166,18 @@ def _template_loop(sock: socket.socket) -> None:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _shell_maker(cgroup_root: str) -> Any:
+    """The pre-made containers' maker for the hierarchy at ``cgroup_root``: v1 renames a pool
+    cgroup (runtime.pool), v2 clones the init into a new one (runtime.pool2)."""
+    from runtime.cgroups import detect_version
+
+    if detect_version(cgroup_root) == 2:
+        from runtime.pool2 import fork_shell
+    else:
+        from runtime.pool import fork_shell
+    return fork_shell
 
 
 def _fork_enter(data: bytes, fds: list[int], close_in_child: tuple[int, ...]) -> None:
@@ -182,8 +196,36 @@ def _fork_enter(data: bytes, fds: list[int], close_in_child: tuple[int, ...]) ->
             os._exit(1)
 
 
+class _Warm:
+    """The server's zygote (runtime.zygote): made when the server first idles if its config
+    names what to keep warm, else at the first call (with what the call names)."""
+
+    def __init__(self, warm: str) -> None:
+        self.warm = warm
+        self.zygote: Any = None
+
+    def get(self, warm: str) -> Any:
+        from runtime.zygote import Zygote
+
+        if self.zygote is not None and not self.zygote.alive():
+            self.zygote.close(0)
+            self.zygote = None
+        if self.zygote is None:
+            self.zygote = Zygote(self.warm or warm, _LOADED_AT_NS)
+        return self.zygote
+
+    def idle(self) -> None:
+        if self.warm and (self.zygote is None or not self.zygote.alive()):
+            self.get(self.warm)
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
+
 class _Pool:
-    """Pre-made containers (cgroup v1 only; see runtime.pool): ``SIZE`` of them, made one at a
+    """Pre-made containers (runtime.pool on cgroup v1, runtime.pool2 on v2): ``SIZE`` of them, made one at a
     time and only while no handed-over one is still starting (making one contends for the
     cgroup lock with a start), handed out only once they say they are ready."""
 
@@ -276,20 +318,18 @@ def serve(config: ServerConfig) -> None:
         os.close(dirfd)
     gc.freeze()  # what is loaded now is shared by every monitor; keep collections off it
     inherited_by_no_one = (lock, listener.fileno())
-    pool = config.pool
-    if pool is None:
-        from runtime.cgroups import detect_version
-
-        pool = detect_version(config.cgroup_root) == 1
+    pool = config.pool is not False  # (None: on either version)
     template = _Template(inherited_by_no_one)
     shells = _Pool(config, pool, template)
     shells.staging.mkdir(exist_ok=True)
+    warm = _Warm(config.zygote)
     last = time.monotonic()
     try:
         shells.fill()
         while True:
             try:
-                ready, _, _ = select.select([listener, *shells.waiting_on()], [], [], 1.0)
+                wait = 0.2 if warm.warm else 1.0  # (a zygote is made, or remade, when idle)
+                ready, _, _ = select.select([listener, *shells.waiting_on()], [], [], wait)
             except InterruptedError:
                 continue
             shells.poll(ready)
@@ -297,11 +337,13 @@ def serve(config: ServerConfig) -> None:
             if not ready:
                 if time.monotonic() - last > config.idle_timeout:
                     return
+                if not shells.waiting_on():
+                    warm.idle()
                 continue
             conn, _ = listener.accept()
             last = time.monotonic()
             try:
-                if not _handle(root, conn, template, shells):
+                if not _handle(root, conn, template, shells, warm):
                     return
             except Exception as exc:  # a bad request must not take the server down
                 try:
@@ -317,15 +359,21 @@ def serve(config: ServerConfig) -> None:
             pass
         listener.close()
         shells.drain()
+        warm.close()
         template.close()
 
 
-def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool) -> bool:
+def _handle(
+    root: Path, conn: socket.socket, template: _Template, shells: _Pool, warm: _Warm
+) -> bool:
     """Read ``OP\n`` and, for a launch, the request line; fork at once. Parsing the request and
     the config happens in the monitor, so that serving costs the server (almost) no writes."""
-    data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3, socket.MSG_CMSG_CLOEXEC)
+    data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 4, socket.MSG_CMSG_CLOEXEC)
     try:
         op, _, _ = data.partition(b"\n")
+        if op.startswith(warmcli.OP + b" "):
+            _call(conn, data, fds, warm)
+            return True
         if op == protocol.STOP:
             return False
         if op == protocol.PING:
@@ -352,6 +400,22 @@ def _handle(root: Path, conn: socket.socket, template: _Template, shells: _Pool)
         for fd in fds:
             os.close(fd)
     return True
+
+
+def _call(conn: socket.socket, data: bytes, fds: list[int], warm: _Warm) -> None:
+    """Hand a warm call over to the zygote (whose guard answers on the connection)."""
+    from runtime.zygote import MAX_CALL
+
+    op, _, payload = data.partition(b"\n")
+    size = int(op.split()[1])
+    if size > MAX_CALL:
+        raise Error("call too large")
+    while len(payload) < size:
+        more = conn.recv(size - len(payload))
+        if not more:
+            raise Error("truncated request")
+        payload += more
+    warm.get(str(warmcli.decode_request(payload)["warm"])).submit(payload, [conn.fileno(), *fds])
 
 
 def _arguments(data: bytes) -> MonitorArgs:
@@ -386,6 +450,7 @@ def _preload(cgroup_root: str) -> None:
 
     if detect_version(cgroup_root) == 2:
         import runtime.cgroups.v2
+        import runtime.pool2
     else:
         import runtime.cgroups.v1
 
@@ -524,21 +589,34 @@ class ForkServerClient:
             dirfd, address = _address(self.root)
             try:
                 sock.connect(address)
+                global _early_used
+                _early_used = True
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
             finally:
                 os.close(dirfd)
             if not started:
-                self._start_server()
+                if not self._server_starting():
+                    self._start_server()
                 started = True
             if time.monotonic() > deadline:
                 raise SetupError(f"the fork server for {self.root} did not start")
             time.sleep(0.005)
 
-    def _start_server(self) -> None:
+    def _server_starting(self) -> bool:
+        """Whether a server of this root holds its lock already (started early, still loading:
+        ``start_early``); another one would only find the lock taken."""
+        lock = open_lock(self.root / LOCK_NAME)
+        try:
+            return not try_lock(lock)
+        finally:
+            os.close(lock)
+
+    def _start_server(self, wait: bool = True) -> None:
         import subprocess
 
+        global _early
         starter = subprocess.Popen(
             # -c, not -m: as __main__ this module would be imported a second time by whatever
             # a monitor forked from it imports (milliseconds per container).
@@ -555,10 +633,43 @@ class ForkServerClient:
             close_fds=True,
             env={k: v for k, v in os.environ.items() if k in _PASSED_ON},
         )
-        starter.wait()
+        if wait:
+            starter.wait()
+        else:
+            _early = starter  # (it exits at once, leaving the server: reaped by then)
+
+    def start_early(self) -> None:
+        """Start the server now without waiting for it (when none runs): a caller that will
+        launch containers later does its own work meanwhile."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._server_starting():
+            global _early_root
+            self._start_server(wait=False)
+            _early_root = self.root
+
+
+def abandon_early(timeout: float = 5.0) -> None:
+    """Stop the server ``start_early`` started if nothing of this process used it (the
+    command failed before it launched anything): no server is left for nobody."""
+    root = _early_root
+    if root is None or _early_used:
+        return
+    deadline = time.monotonic() + timeout
+    while not (root / SOCKET_NAME).exists() and time.monotonic() < deadline:
+        lock = open_lock(root / LOCK_NAME)
+        try:
+            if try_lock(lock):
+                return  # it has gone already (or never took its lock): nothing to stop
+        finally:
+            os.close(lock)
+        time.sleep(0.005)
+    stop(root, timeout)
 
 
 _PASSED_ON = ("PATH", "LANG", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_TRACE")
+_early: Any = None  # (start_early's starter process, its root, whether we used it since)
+_early_root: Path | None = None
+_early_used = False
 
 
 def default_config(
@@ -566,7 +677,7 @@ def default_config(
 ) -> ServerConfig:
     idle = float(os.environ.get("ORCHESTRATOR_FORKSERVER_IDLE") or IDLE_TIMEOUT)
     pool = False if os.environ.get("ORCHESTRATOR_NO_POOL") else None
-    return ServerConfig(root, cgroup_root, cgroup_parent, idle, pool)
+    return ServerConfig(root, cgroup_root, cgroup_parent, idle, pool, warmcli.WARM)
 
 
 def pool_ready(root: Path) -> int:

@@ -58,9 +58,11 @@ class Premounted:
         return masked, readonly
 
 
-def prepare(staging: str) -> Premounted:
-    """Mount the default trees under ``staging`` (in the caller's own mount namespace, whose
-    propagation must already keep its mounts from the host)."""
+def prepare(staging: str, trees: tuple[str, ...] = TREES) -> Premounted:
+    """Mount the default ``trees`` under ``staging`` (in the caller's own mount namespace, whose
+    propagation must already keep its mounts from the host). A caller outside the container's
+    PID or cgroup namespace can make /dev only (runtime.pool2): /proc shows the mounter's PID
+    namespace, /sys/fs/cgroup its cgroup namespace."""
     config = parse_config(default_spec(["true"], rootfs="/"), Path("/"))
     sc.mount("tmpfs", staging, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
     sc.mount(None, staging, None, sc.MS_PRIVATE)  # a mount may move out of a private parent only
@@ -69,7 +71,7 @@ def prepare(staging: str) -> Premounted:
     masked: dict[str, frozenset[str]] = {}
     readonly: dict[str, frozenset[str]] = {}
     with rootfs.opened(stagefd):
-        for tree in TREES:
+        for tree in trees:
             made = tuple(m for m in config.mounts if tree_of(m.destination) == tree)
             for m in made:
                 rootfs.mount_one(stagefd, m)
@@ -78,7 +80,7 @@ def prepare(staging: str) -> Premounted:
             rootfs.open_in_root(stagefd, "dev", os.O_RDONLY | os.O_DIRECTORY)
         ) as dev:
             rootfs.make_devices(config, dev)
-        for tree in TREES:
+        for tree in trees:
             rootfs.mask_paths(_under(config.masked_paths, tree), stagefd, f"{staging}/dev/null")
             rootfs.readonly_paths(_under(config.readonly_paths, tree), stagefd)
             masked[tree] = frozenset(_under(config.masked_paths, tree))

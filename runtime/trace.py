@@ -11,9 +11,18 @@ import os
 import time
 
 _fd: int | None = None
-_path = os.environ.get("ORCHESTRATOR_TRACE")
-if _path:
-    _fd = os.open(_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
+def configure(path: str | None) -> None:
+    """Trace to ``path`` from now on (None: not at all); a warm worker (runtime.zygote) takes
+    its caller's setting this way."""
+    global _fd
+    _fd = None
+    if path:
+        _fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
+configure(os.environ.get("ORCHESTRATOR_TRACE"))
 
 
 def mark(label: str) -> None:

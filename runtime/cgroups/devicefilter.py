@@ -142,6 +142,23 @@ def load(rules: Sequence[DeviceRule]) -> int:
         ) from None
 
 
+# Programs loaded by this process, by their code: loading runs the kernel's verifier (about a
+# millisecond); one program can be attached to any number of cgroups.
+_loaded: dict[bytes, int] = {}
+_CACHED = 8
+
+
+def load_cached(rules: Sequence[DeviceRule]) -> int:
+    """``load``, once per distinct program in this process; the descriptor stays ours."""
+    code = program(rules)
+    prog = _loaded.get(code)
+    if prog is None:
+        if len(_loaded) >= _CACHED:
+            os.close(_loaded.pop(next(iter(_loaded))))
+        prog = _loaded[code] = load(rules)
+    return prog
+
+
 def attached(cgroup_fd: int) -> list[int]:
     """Ids of the device programs attached to the cgroup."""
     ids = (ctypes.c_uint32 * 64)()
@@ -165,20 +182,15 @@ def apply(cgroup_dir: str, rules: Sequence[DeviceRule]) -> None:
     cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         old = attached(cgroup_fd)
-        prog = load(rules)
+        prog = load_cached(rules)
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("<IIII", attr, 0, cgroup_fd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
         try:
-            attr = ctypes.create_string_buffer(128)
-            struct.pack_into(
-                "<IIII", attr, 0, cgroup_fd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI
-            )
-            try:
-                _bpf(BPF_PROG_ATTACH, attr)
-            except OSError as exc:
-                raise SetupError(
-                    f"cannot attach the device filter to {cgroup_dir}: {exc.strerror}"
-                ) from None
-        finally:
-            os.close(prog)
+            _bpf(BPF_PROG_ATTACH, attr)
+        except OSError as exc:
+            raise SetupError(
+                f"cannot attach the device filter to {cgroup_dir}: {exc.strerror}"
+            ) from None
         for prog_id in old:
             _detach(cgroup_fd, prog_id)
     finally:

@@ -131,7 +131,7 @@ class V2Manager(Manager):
             self._set_devices(res.devices)
 
     def _set_devices(self, rules: tuple[DeviceRule, ...]) -> None:
-        if mount_type(os.path.realpath(self.root)) == "cgroup2":
+        if _is_cgroup2(self.root):
             from runtime.cgroups import devicefilter
 
             devicefilter.apply(self.dir, rules)
@@ -218,6 +218,18 @@ class V2Manager(Manager):
 def _low(value: int) -> str:
     # memory.low: "max" protects everything; an unset reservation is 0, not max
     return "0" if value == -1 else str(value)
+
+
+_cgroup2_roots: dict[str, bool] = {}
+
+
+def _is_cgroup2(root: str) -> bool:
+    """Whether ``root`` is a cgroup2 mount (not a laid-out tree); asked once per process: the
+    mount table's read costs more than the rest of a cgroup's making."""
+    known = _cgroup2_roots.get(root)
+    if known is None:
+        known = _cgroup2_roots[root] = mount_type(os.path.realpath(root)) == "cgroup2"
+    return known
 
 
 def _enable_controllers(level: str) -> None:

@@ -75,6 +75,7 @@ _SYSCALLS = {
         "open_tree": 428,
         "move_mount": 429,
         "mount_setattr": 442,
+        "clone3": 435,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -86,6 +87,7 @@ _SYSCALLS = {
         "open_tree": 428,
         "move_mount": 429,
         "mount_setattr": 442,
+        "clone3": 435,
     },
 }[_MACHINE]
 
@@ -300,6 +302,56 @@ def seccomp(operation: int, flags: int, args: int) -> int:
         _SYSCALLS["seccomp"], ctypes.c_uint(operation), ctypes.c_uint(flags), ctypes.c_void_p(args)
     )
     return _check(res, "seccomp")
+
+
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17  # (x86_64 and aarch64)
+# The GIL stays held across clone3: the child comes back to the interpreter as the same thread.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
+
+
+CLONE_PARENT = 0x00008000
+
+
+def fork_into_cgroup(cgroup_fd: int, flags: int = 0) -> int:
+    """fork(2), the child born in the cgroup2 directory ``cgroup_fd`` (clone3 with
+    CLONE_INTO_CGROUP): no move afterwards, which would wait for an RCU grace period. The
+    child's pid, 0 in the child. OSError when the kernel cannot (ENOSYS before 5.7, EBADF for
+    a directory that is not a cgroup2 one...): nothing was forked then.
+
+    For a single-threaded caller only: unlike os.fork, no at-fork handlers run in the child,
+    which must go on to exec (or exit with os._exit). ``flags``: more clone flags
+    (CLONE_PARENT, namespaces)."""
+    # (with CLONE_PARENT the kernel takes the caller's own exit signal, and wants none given)
+    signal = 0 if flags & CLONE_PARENT else _SIGCHLD
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP | flags, exit_signal=signal, cgroup=cgroup_fd)
+    res = _pylibc.syscall(
+        ctypes.c_long(_SYSCALLS["clone3"]), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return int(res)
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:

@@ -44,17 +44,30 @@ def controllers() -> set[str]:
     return set(Path(V2_ROOT, "cgroup.controllers").read_text().split())
 
 
-@pytest.fixture(params=["direct", "fork server"])
-def rt2(request: pytest.FixtureRequest, state_root: Path) -> Iterator[Runtime]:
+@pytest.fixture(params=["direct", "fork server", "pre-made"])
+def rt2(
+    request: pytest.FixtureRequest, state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> Iterator[Runtime]:
+    """``pre-made``: through the fork server, once it holds a pre-made container (pool2)."""
     assert V2_ROOT is not None
     runtime = Runtime(
-        state_root / "runtime", cgroup_root=V2_ROOT, fork_server=request.param == "fork server"
+        state_root / "runtime", cgroup_root=V2_ROOT, fork_server=request.param != "direct"
     )
     assert runtime.cgroup_version == 2
+    if request.param == "pre-made":
+        from runtime.forkserver import pool_ready
+
+        runtime.run("first", bundle(tmp_path / "first", ["true"], lower=busybox_rootfs))
+        runtime.wait("first", timeout=10)
+        runtime.delete("first")
+        deadline = time.monotonic() + 10
+        while pool_ready(runtime.root) < 1:
+            assert time.monotonic() < deadline, "no pre-made container"
+            time.sleep(0.02)
     yield runtime
     for state in runtime.list():
         runtime.delete(state.id, force=True)
-    if request.param == "fork server":
+    if request.param != "direct":
         from runtime.forkserver import stop
 
         stop(runtime.root)
