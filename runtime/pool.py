@@ -16,8 +16,9 @@ runtime.monitor). Then the fork server makes the next shell.
 
 A request a shell cannot serve (other namespaces, a user namespace, inherited stdio, a cgroup
 name already taken) falls back to the ordinary path in the same monitor. Only cgroup v1 can
-rename a cgroup, so the pool exists only there. A shell whose server goes away cleans up after
-itself.
+rename a cgroup, so this pool exists only there (runtime.pool2 is v2's). A shell whose server
+goes away cleans up after itself; one killed with its server is collected by the next server
+(``collect_stale``).
 """
 
 from __future__ import annotations
