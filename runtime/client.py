@@ -241,8 +241,11 @@ class RuntimeClient(Protocol):
         container_id: str,
         request: ExecRequest,
         stdio: tuple[int, int, int] = (0, 1, 2),
+        *,
+        limiter: trio.CapacityLimiter | None = None,
     ) -> int:
-        """Run ``request`` in the running container with ``stdio``; its exit status."""
+        """Run ``request`` in the running container with ``stdio``; its exit status.
+        ``limiter``: where its thread comes from, if not trio's default limiter."""
         ...
 
     async def attach(
@@ -369,14 +372,16 @@ class LocalRuntime:
         container_id: str,
         request: ExecRequest,
         stdio: tuple[int, int, int] = (0, 1, 2),
+        *,
+        limiter: trio.CapacityLimiter | None = None,
     ) -> int:
-        """For now ``Runtime.exec`` in a worker thread, which forks this multi-threaded process
-        (the child only joins namespaces and execs, but a lock another thread held at the fork
-        stays held in the child). It moves to the fork server; only ``_exec_blocking`` changes.
-        No deadline: a cancelled caller stops waiting at once, and the command goes on (its
-        thread with it) until it ends."""
+        """``Runtime.exec`` in a worker thread (the fork server makes the process that enters
+        the container: this one never forks). No deadline: a cancelled caller stops waiting
+        at once, and the command goes on (its thread with it) until it ends. That thread holds its ``limiter`` token until then: a
+        caller whose commands may hang (healthchecks) passes a limiter of its own, so that they
+        never take the threads of every other call."""
         call = functools.partial(self._exec_blocking, container_id, request, stdio)
-        return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+        return await trio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)
 
     def _exec_blocking(
         self, container_id: str, request: ExecRequest, stdio: tuple[int, int, int]

@@ -293,6 +293,8 @@ class FakeRuntime:
         container_id: str,
         request: ExecRequest,
         stdio: tuple[int, int, int] = (0, 1, 2),
+        *,
+        limiter: trio.CapacityLimiter | None = None,  # (no threads here)
     ) -> int:
         await self._enter("exec", container_id, (request, stdio))
         c = self._settled(container_id)

@@ -23,6 +23,7 @@ import trio
 
 from orchestrator.errors import NotFoundError, StackError, UserError
 from orchestrator.supervisor import http
+from orchestrator.supervisor.faults import describe, is_host_fault
 from orchestrator.supervisor.store import ProjectSpec
 
 if TYPE_CHECKING:
@@ -36,14 +37,17 @@ async def serve(supervisor: Supervisor, path: Path, *, task_status: Any) -> None
         except (UserError, StackError) as exc:
             status = 404 if isinstance(exc, NotFoundError) else 400
             raise http.HttpError(status, str(exc)) from None
-        except http.HttpError:
-            raise
+        except (http.HttpError, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise  # (the client gone mid-answer is no bug: http drops the connection)
         except Exception as exc:  # a bug here must not take the supervisor down
             import traceback
 
             error: BaseException = exc
             while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
                 error = error.exceptions[0]  # (a nursery's group of one: say what it holds)
+            if is_host_fault(error):  # (a full disk, say: no bug, so no traceback)
+                supervisor._log(f"{request.method} {request.path}: {describe(error)}")
+                raise http.HttpError(500, describe(error)) from None
             supervisor._log(
                 f"{request.method} {request.path}: "
                 + "".join(traceback.format_exception(error)).rstrip()
@@ -81,7 +85,15 @@ async def _route(sup: Supervisor, request: http.Request, respond: http.Responder
     if parts == ["v1", "events"] and method == "GET":
         project = (request.query.get("project") or [""])[0]
         await respond.begin_stream()
-        async with sup.events.subscribe() as events:
+        async with sup.events.subscribe() as events, trio.open_nursery() as nursery:
+
+            async def until_gone() -> None:
+                # (a client gone while no event comes would otherwise hold its task and
+                # socket until the next one)
+                await respond.until_closed()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_gone)
             async for event in events:
                 if not project or event.project == project:
                     await respond.line(event.to_dict())
@@ -149,9 +161,12 @@ async def _up(sup: Supervisor, name: str, body: dict[str, Any], respond: http.Re
     async with sup.events.subscribe() as events, trio.open_nursery() as nursery:
 
         async def forward() -> None:
-            async for event in events:
-                if event.project == name:
-                    await respond.line({"event": event.to_dict()})
+            try:
+                async for event in events:
+                    if event.project == name:
+                        await respond.line({"event": event.to_dict()})
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # the client went away: the ``up`` goes on all the same, to its end
 
         nursery.start_soon(forward)
         try:

@@ -28,12 +28,13 @@ from orchestrator.stack.model import RestartPolicy, Stack
 from orchestrator.stackvolumes import volume_names
 from orchestrator.supervisor import DB_NAME, LOCK_NAME, SOCKET_NAME, health
 from orchestrator.supervisor.execute import ExecutionError, Outcome, execute
+from orchestrator.supervisor.faults import describe
 from orchestrator.supervisor.observe import identity, observe, project_containers
 from orchestrator.supervisor.plan import Operation, Plan, PlanOptions, make_plan
 from orchestrator.supervisor.store import ProjectSpec, Store
 from orchestrator.supervisor.watch import Watch
 from runtime.client import ExitStatus, LocalRuntime
-from runtime.errors import NotFound
+from runtime.errors import Error, NotFound
 
 PROJECT_LABEL = "org.orchestrator.project"  # on the networks and volumes made for a stack
 NETWORK_LABEL = "org.orchestrator.network"
@@ -119,6 +120,7 @@ class Supervisor:
         self._project_locks: dict[str, trio.Lock] = {}
         self._changed = trio.Condition()
         self._network_names: dict[str, dict[str, str]] = {}
+        self._start_locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
 
     # -- the process ---------------------------------------------------------------------------
@@ -144,6 +146,8 @@ class Supervisor:
             # runtime checks pids by start time), and every restart history starts over.
             await self.thread(self.store.forget_containers)
         await self.thread(self.store.set_meta, "boot_id", boot)
+        for line in await self.thread(self._unreadable):
+            self._log(line)
         for spec in await self.thread(self.store.projects):
             try:
                 stack = await self.load(spec)
@@ -168,6 +172,26 @@ class Supervisor:
                         await self.count_restart(container)
 
         await self._adopt_single_containers()
+
+    def _unreadable(self) -> list[str]:
+        """(blocking) The containers whose files cannot be read, each with the file: they are
+        not adopted (nothing says what they are, or whether they run)."""
+        found = []
+        for container in self.containers.all():
+            error = self.containers.status(container).get("error")
+            if error:
+                path = runtime_dir(self.root) / container.id / "state.json"
+                found.append(
+                    f"{container.name}: cannot read {path} ({error}): its state is unknown"
+                )
+        for container in self.containers.broken:
+            path = container.directory / "container.json"
+            found.append(
+                f"container {container.short_id} ({container.name}): cannot read {path}"
+                f" ({container.broken}): not adopted; `down` of its project or"
+                f" `rm -f {container.short_id}` removes it"
+            )
+        return found
 
     async def _adopt_single_containers(self) -> None:
         """Single containers with a restart policy (``run -d --restart``) are kept as a
@@ -223,7 +247,18 @@ class Supervisor:
         return await trio.to_thread.run_sync(lambda: fn(*args))
 
     def _log(self, text: str) -> None:
-        print(f"supervisor: {text}", file=sys.stderr, flush=True)
+        try:
+            print(f"supervisor: {text}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass  # the log's disk is full (or it is closed): the supervisor goes on all the same
+
+    async def _note(self, container: Container, what: str, fn: Callable[[], None]) -> None:
+        """Write a container's history (restarts, exits, health) to the database. History is
+        not worth dying for: a failure (a full disk) is logged, and the supervisor goes on."""
+        try:
+            await self.thread(fn)
+        except Exception as exc:
+            self._log(f"{container.name}: cannot record its {what}: {describe(exc)}")
 
     async def emit(self, container: Container, action: str, detail: str = "") -> None:
         ident = identity(container)
@@ -242,7 +277,7 @@ class Supervisor:
 
     async def set_health(self, container: Container, status: str) -> None:
         self.health[container.id] = status
-        await self.thread(self.store.set_health, container.id, status)
+        await self._note(container, "health", lambda: self.store.set_health(container.id, status))
         await self.emit(container, f"health_status: {status}")
 
     async def count_restart(self, container: Container) -> None:
@@ -252,7 +287,7 @@ class Supervisor:
                 row.restart_count += 1
                 self.store.update_container(row)
 
-        await self.thread(bump)
+        await self._note(container, "restart count", bump)
         await self.emit(container, "restart")
 
     async def record_exit(self, container: Container, status: ExitStatus | None) -> None:
@@ -266,7 +301,7 @@ class Supervisor:
                 row.runs.append({"exit_code": status.exit_code, "finished": status.finished})
                 self.store.update_container(row)
 
-        await self.thread(record)
+        await self._note(container, "exit", record)
 
     def project_lock(self, name: str) -> trio.Lock:
         return self._project_locks.setdefault(name, trio.Lock())
@@ -319,9 +354,19 @@ class Supervisor:
 
     async def start_container(self, stack: Stack, container: Container) -> None:
         await self.thread(self.store.set_manual_stop, container.id, False)
-        await self.thread(self.containers.start, container)
-        await self.emit(container, "start")
+        if await self.start_if_stopped(container):
+            await self.emit(container, "start")
         await self.watch(stack, container)
+
+    async def start_if_stopped(self, container: Container) -> bool:
+        """Start the container unless it runs: whether it was started. A start by ``up`` and
+        one by its watch's restart policy (both after a failed restart, say) take turns."""
+        async with self._start_locks.setdefault(container.id, trio.Lock()):
+            status = await self.thread(self.containers.status, container)
+            if status["state"] in ("running", "paused"):
+                return False
+            await self.thread(self.containers.start, container)
+            return True
 
     async def stop_container(self, container: Container, timeout: float | None = None) -> None:
         """A stop by hand: the restart policy does not bring it back."""
@@ -343,6 +388,7 @@ class Supervisor:
         await self.thread(self.containers.remove, container, True)
         self.watches.pop(container.id, None)
         self.health.pop(container.id, None)
+        self._start_locks.pop(container.id, None)
         await self.thread(self.store.forget_container, container.id)
         await self.emit(container, "destroy")
 
@@ -558,6 +604,7 @@ class Supervisor:
                     for container in layer:
                         removed.append(container.name)
                         nursery.start_soon(self.remove_container, container, timeout)
+            removed += await self._remove_broken(name)
             await self.thread(self.remove_networks, name)
             if volumes and stack is not None:
                 from orchestrator import stackvolumes
@@ -565,6 +612,29 @@ class Supervisor:
                 removed += await self.thread(stackvolumes.remove, self.root, stack)
             await self.thread(self.store.drop_project, name)
             return removed
+
+    async def _remove_broken(self, project: str) -> list[str]:
+        """The project's containers whose record cannot be read (the database says whose they
+        are): removed with all they own, as ``rm -f`` does."""
+
+        def broken() -> list[Container]:
+            ids = self.store.container_ids(project)
+            self.containers.all()
+            return [c for c in self.containers.broken if c.id in ids]
+
+        removed = []
+        for container in await self.thread(broken):
+            watch = self.watches.pop(container.id, None)
+            if watch is not None:
+                watch.loop.cancel()  # (watched from before its record broke: no restart now)
+            try:
+                await self.thread(self.containers.remove, container, True)
+            except Exception as exc:
+                self._log(f"{container.name}: cannot remove it: {describe(exc)}")
+                continue
+            await self.thread(self.store.forget_container, container.id)
+            removed.append(container.name)
+        return removed
 
     async def restart_project(
         self, name: str, services: tuple[str, ...], timeout: float | None
@@ -706,17 +776,41 @@ class Supervisor:
                     else None,
                     "restart_count": row.restart_count if row else 0,
                     "last_exit": row.last_exit if row else None,
+                    "last_error": await self._last_error(container.id, status),
                     "ports": await self.thread(self._ports, container.id),
                 }
             )
         return sorted(result, key=lambda r: (str(r["service"]), int(r["replica"] or 0)))
 
+    async def _last_error(self, container_id: str, status: Mapping[str, Any]) -> str | None:
+        """Why it is not as it should be: its last restart failed, its state is unknown, or
+        it runs without its monitor."""
+        watch = self.watches.get(container_id)
+        if watch is not None and not watch.done.is_set() and watch.last_error:
+            return watch.last_error
+        if status.get("error"):
+            return str(status["error"])
+        if status["state"] in ("running", "paused") and not await self.thread(
+            self._monitor_alive, container_id
+        ):
+            return "its monitor died: it runs on, watched through its pid; its exit code is lost"
+        return None
+
+    def _monitor_alive(self, container_id: str) -> bool:
+        """(blocking)"""
+        try:
+            return bool(self.containers.runtime.state(container_id).monitor_alive)
+        except Error:
+            return True  # (gone meanwhile, or unreadable: said otherwise)
+
     def _ports(self, container_id: str) -> list[str]:
-        """(blocking) Its published ports, Docker's way: ``127.0.0.1:8080->80/tcp``."""
-        return [
-            f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.port}/{b.protocol}"
-            for b in self.containers.networks.bindings(container_id)
-        ]
+        """(blocking) Its published ports, Docker's way: ``127.0.0.1:8080->80/tcp``; none for
+        a container whose state cannot be read (``ps`` says it is unknown)."""
+        try:
+            bindings = self.containers.networks.bindings(container_id)
+        except Error:
+            return []
+        return [f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.port}/{b.protocol}" for b in bindings]
 
     async def wait_changed(self, timeout: float) -> None:
         with trio.move_on_after(timeout):

@@ -80,14 +80,23 @@ def resolve(service: Healthcheck | None, image: Mapping[str, Any] | None) -> Che
     )
 
 
-async def run_check(client: RuntimeClient, container_id: str, check: Check) -> bool:
-    """One check: True when the command exits 0 within the timeout."""
+async def run_check(
+    client: RuntimeClient,
+    container_id: str,
+    check: Check,
+    limiter: trio.CapacityLimiter | None = None,
+) -> bool:
+    """One check: True when the command exits 0 within the timeout. Its thread comes from
+    ``limiter`` (one token per container: a check that hangs holds its thread until its command
+    ends, and the next check of that container waits for it, failing at its own timeout, so
+    that hung checks hold one thread per container and none of the supervisor's others)."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         with trio.move_on_after(check.timeout):
             try:
+                request = ExecRequest(check.args)
                 return (
-                    await client.exec(container_id, ExecRequest(check.args), (null, null, null))
+                    await client.exec(container_id, request, (null, null, null), limiter=limiter)
                     == 0
                 )
             except Error:
@@ -105,6 +114,7 @@ async def monitor_health(
 ) -> None:
     """Check forever (until cancelled), reporting each change of health."""
     started = trio.current_time()
+    limiter = trio.CapacityLimiter(1)  # this container's checks, one at a time (run_check)
     status = STARTING
     await report(status)
     failures = 0
@@ -113,7 +123,7 @@ async def monitor_health(
         await trio.sleep(
             check.start_interval if in_start_period and status == STARTING else check.interval
         )
-        ok = await run_check(client, container_id, check)
+        ok = await run_check(client, container_id, check, limiter)
         in_start_period = trio.current_time() - started < check.start_period
         if ok:
             failures = 0

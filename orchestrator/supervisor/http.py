@@ -73,6 +73,17 @@ class Responder:
     async def line(self, document: Any) -> None:
         await self.stream.send_all(json.dumps(document).encode() + b"\n")
 
+    async def until_closed(self) -> None:
+        """Return once the client has closed the connection (or half-closed it: HTTP/1.1
+        clients send nothing after their request, so either means it is done listening)."""
+        import trio
+
+        try:
+            while await self.stream.receive_some(4096):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
 
 Handler = Callable[[Request, Responder], Awaitable[None]]
 

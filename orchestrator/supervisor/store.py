@@ -168,6 +168,15 @@ class Store:
             row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7], json.loads(row[8])
         )
 
+    def container_ids(self, project: str) -> set[str]:
+        """The ids of the containers made for ``project`` (its broken ones too: their records
+        cannot say whose they are, this can)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM containers WHERE project = ?", (project,)
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def ensure_container(self, container_id: str, project: str, service: str, replica: int) -> None:
         with self._transaction() as db:
             db.execute(

@@ -15,6 +15,8 @@ from orchestrator.backoff import RestartLoop, backoff_of
 from orchestrator.containers import Container
 from orchestrator.stack.model import RestartPolicy
 from orchestrator.supervisor import health
+from orchestrator.supervisor.faults import describe
+from runtime.errors import Error
 
 if TYPE_CHECKING:
     from orchestrator.supervisor.daemon import Supervisor
@@ -39,6 +41,7 @@ class Watch:
         )
         self._health_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self.last_error: str | None = None  # why its latest restart failed (``ps``)
         self.done = trio.Event()
 
     @property
@@ -46,13 +49,21 @@ class Watch:
         return self.container.id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._start_health()
                 await nursery.start(self._loop)  # once the loop listens for the exit
                 task_status.started()
+                started = True
             # (the loop cancels the health checks when it ends)
+        except Exception as exc:
+            # It runs in the supervisor's nursery: whatever goes wrong here (a bug, a fault of
+            # the host) ends this watch, said in the log, never the supervisor.
+            self.supervisor._log(f"{self.container.name}: its watch ended: {_said(exc)}")
+            if not started:
+                task_status.started()
         finally:
             self.done.set()
 
@@ -94,8 +105,26 @@ class Watch:
                 pass
 
     async def _relaunch(self) -> None:
-        await self.supervisor.record_exit(self.container, self.loop.last_exit)
-        await trio.to_thread.run_sync(self.supervisor.containers.start, self.container)
+        sup = self.supervisor
+        await sup.record_exit(self.container, self.loop.last_exit)
+        if not self.container.directory.exists():
+            # removed behind the supervisor's back (``rm -f`` with none running): nothing to
+            # start, ever again
+            self.loop.cancel()
+            raise Error(f"container {self.container.name} was removed")
+        try:
+            # (``up`` may have started it meanwhile: then this run is the one to watch)
+            await sup.start_if_stopped(self.container)
+        except Exception as exc:
+            # Whatever it is (a full disk, a bundle gone, the runtime's refusal), the loop
+            # counts a failed start as a run that failed at once: backoff, then again.
+            self.last_error = _said(exc)
+            sup._log(f"{self.container.name}: restart failed: {self.last_error}")
+            await sup.emit(self.container, "restart failed", self.last_error)
+            if isinstance(exc, Error):
+                raise
+            raise Error(self.last_error) from exc
+        self.last_error = None
         self._start_health()
         await self.supervisor.count_restart(self.container)
         if self.supervisor._nursery is not None:
@@ -110,3 +139,9 @@ class Watch:
             self._health_scope.cancel()
         result = await self.loop.stop(timeout, signal)
         return result
+
+
+def _said(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # (a nursery's group of one: say what it holds)
+    return describe(exc)
