@@ -284,6 +284,8 @@ class Containers:
                 "image": options.image,
                 "image_id": image.id,
                 "options": options.to_record(),
+                # the check the supervisor runs (orchestrator.keep): the flags over the image's
+                "healthcheck": effective_healthcheck(image.healthcheck, options.healthcheck),
             }
             try:
                 rstate.write_json_atomic(directory / "container.json", record)
@@ -602,6 +604,16 @@ _ADJECTIVES = (
     "swift",
 )
 _NOUNS = ("otter", "heron", "lynx", "finch", "badger", "marten", "ibis", "newt", "wren", "yak")
+
+
+def effective_healthcheck(image: dict[str, Any] | None, flags: Any) -> dict[str, Any] | None:
+    """Docker's rule: each ``--health-*`` flag replaces that field of the image's
+    HEALTHCHECK; ``--no-healthcheck`` (Test NONE) removes it. None: no check."""
+    merged = {**(image or {}), **dict(flags or {})}
+    test = merged.get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    return merged
 
 
 def _random_name(containers: Containers) -> str:

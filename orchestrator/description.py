@@ -126,6 +126,9 @@ class ContainerDescription:
     # a single container's restart policy (``run --restart``: no, always, on-failure[:N],
     # unless-stopped); the supervisor keeps it when it is not "no" (orchestrator.keep)
     restart: str = "no"
+    # ``--health-*`` flags over the image's HEALTHCHECK, in the image config's form ({"Test":
+    # ["CMD-SHELL", "..."], "Interval": ns, ...}); {"Test": ["NONE"]}: ``--no-healthcheck``
+    healthcheck: Mapping[str, Any] | None = None
     log_max_size: int = 10 * 1024 * 1024
     log_max_files: int = 3
     identity: Identity = Identity()

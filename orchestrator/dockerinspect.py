@@ -17,12 +17,15 @@ def fields(
     ports: list[Any],
     command: list[str],
     image_config: dict[str, Any],
+    supervised: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``supervised``: what the supervisor has recorded of it (orchestrator.keep)."""
     record = container.record
     options = record.get("options") or {}
     run_config = image_config.get("config") or {}
     state = status.get("state")
-    healthcheck = run_config.get("Healthcheck")
+    checked = record.get("healthcheck")  # the one the supervisor runs (flags over image)
+    healthcheck = checked if "healthcheck" in record else run_config.get("Healthcheck")
     docker_state: dict[str, Any] = {
         "Status": state,
         "Running": state in ("running", "paused"),
@@ -36,13 +39,12 @@ def fields(
         "StartedAt": status.get("started") or ZERO_TIME,
         "FinishedAt": status.get("finished") or ZERO_TIME,
     }
-    if healthcheck and (healthcheck.get("Test") or ["NONE"])[0] != "NONE":
-        # Said plainly rather than left out: nothing runs a single container's healthcheck.
+    if checked and state in ("running", "paused"):
+        # The supervisor runs it (orchestrator.keep) and records the verdict.
         docker_state["Health"] = {
-            "Status": "none",
+            "Status": (supervised or {}).get("health") or "starting",
             "FailingStreak": 0,
             "Log": [],
-            "Note": "healthchecks run only for stack services (under the supervisor)",
         }
     network = str(options.get("network") or "none")
     env = list(run_config.get("Env") or []) + list(options.get("env") or [])
@@ -54,7 +56,7 @@ def fields(
         "Args": command[1:],
         "Image": record.get("image_id"),
         "State": docker_state,
-        "RestartCount": 0,
+        "RestartCount": int((supervised or {}).get("restart_count") or 0),
         "Config": {
             "Image": record.get("image"),
             "Cmd": options.get("command") or run_config.get("Cmd"),

@@ -1,12 +1,15 @@
-"""Single containers with a restart policy (``run -d --restart always``) are kept by the
-supervisor, as a stack's containers are: the CLI hands each one over when it starts it, and
-takes it back before it stops, kills or removes it, so that the policy does not undo what the
-user asked for (Docker's daemon cancels its restart manager the same way).
+"""Single containers with a restart policy (``run -d --restart always``) or a healthcheck
+(the image's HEALTHCHECK, ``--health-cmd``) are kept by the supervisor, as a stack's
+containers are: the CLI hands each one over when it starts it, and takes it back before it
+stops, kills or removes it, so that the policy does not undo what the user asked for (Docker's
+daemon cancels its restart manager the same way). The supervisor runs the healthcheck and
+writes the health in its database, where ``ps`` and ``inspect`` read it (``supervised``).
 
     keep(root, container)       # after start: the supervisor watches it (started if needed)
     release(root, container)    # before stop/kill/rm: no restart until it is started again
+    supervised(root, container) # {"health": ..., "restart_count": ...} or None
 
-A container whose policy is ``no`` costs nothing here: no supervisor is started for it.
+A container with neither costs nothing here: no supervisor is started for it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,40 @@ def policy_of(container: Any) -> str:
 
 
 def kept(container: Any) -> bool:
-    return policy_of(container).split(":")[0] != "no"
+    return policy_of(container).split(":")[0] != "no" or has_healthcheck(container)
+
+
+def has_healthcheck(container: Any) -> bool:
+    """(orchestrator.containers.effective_healthcheck wrote it into the record)"""
+    return bool(container.record.get("healthcheck"))
+
+
+def supervised(root: Path, container: Any) -> dict[str, Any] | None:
+    """What the supervisor has recorded of a kept container: its health (None before the
+    first check) and restart count; None when it is not kept or no supervisor ever ran. Read
+    straight from the database, without asking (or starting) a supervisor."""
+    if not kept(container):
+        return None
+    from orchestrator.supervisor import DB_NAME
+
+    path = root / DB_NAME
+    if not path.exists():
+        return None
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            row = db.execute(
+                "SELECT health, restart_count FROM containers WHERE id = ?", (container.id,)
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    return {"health": row[0], "restart_count": int(row[1] or 0)}
 
 
 def keep(root: Path, container: Any) -> None:

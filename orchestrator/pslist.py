@@ -71,13 +71,17 @@ def parse_time(stamp: str | None) -> float | None:
     return from_record(stamp)
 
 
-def status_text(status: dict[str, Any], now: float) -> str:
-    """Docker's STATUS column."""
+def status_text(status: dict[str, Any], now: float, health: str | None = None) -> str:
+    """Docker's STATUS column; ``health``: its healthcheck's verdict, if it has one."""
     state = status.get("state")
     if state in ("running", "paused"):
         started = parse_time(status.get("started")) or now
         text = f"Up {human_duration(now - started)}"
-        return text + " (Paused)" if state == "paused" else text
+        if state == "paused":
+            return text + " (Paused)"
+        if health == "starting":
+            return text + " (health: starting)"
+        return text + f" ({health})" if health else text
     if state == "exited":
         code = "unknown" if status.get("exit_unknown") else status.get("exit_code")
         finished = parse_time(status.get("finished"))
@@ -99,6 +103,7 @@ def row(
     trunc: bool,
     now: float,
     size: str = "",
+    health: str | None = None,
 ) -> dict[str, Any]:
     """One container as Docker's ps formats it (the fields ``--format`` templates name)."""
     created = parse_time(status.get("created")) or now
@@ -115,7 +120,7 @@ def row(
         "RunningFor": f"{human_duration(now - created)} ago",
         "Ports": ", ".join(port_text(b) for b in ports),
         "State": str(status.get("state")),
-        "Status": status_text(status, now),
+        "Status": status_text(status, now, health),
         "Size": size,  # (measured only when asked: ps -s, or a template naming it)
         "Names": container.name,
         "Labels": StrMap(record.get("options", {}).get("labels") or {}),

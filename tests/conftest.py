@@ -186,6 +186,7 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("ORCHESTRATOR_CGROUP_PARENT", cgroup_parent)
     before = leftovers(str(root), cgroup_parent)
     yield root
+    _stop_supervisor(root)
     _stop_fork_servers(root)
     after = leftovers(str(root), cgroup_parent)
     leaked = {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items()}
@@ -228,6 +229,41 @@ def _remove_parent(parent: str) -> None:
             pass
         except OSError:
             pass  # not empty: the leak check has said so
+
+
+def _stop_supervisor(root: Path) -> None:
+    """A supervisor a test's command started (a kept container's, say) ends with the test, as
+    the fork servers do; what it keeps running was removed by the test or its fixtures."""
+    if not (root / "supervisor.sock").exists():
+        return
+    import time
+
+    from orchestrator.supervisor import httpclient as http
+    from runtime.filelock import open_lock, try_lock
+
+    try:
+        pid = int((root / "supervisor.lock").read_text().strip() or 0)
+        http.call(root / "supervisor.sock", "POST", "/v1/shutdown", timeout=10)
+    except (http.Unreachable, OSError, ValueError):
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # its lock freed, then the process gone
+        fd = open_lock(root / "supervisor.lock")
+        try:
+            free = try_lock(fd)
+        finally:
+            os.close(fd)
+        if free and not (pid and _running(pid)):
+            return
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _stop_fork_servers(root: Path) -> None:

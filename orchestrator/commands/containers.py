@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.keep import check_policy, keep, release
+from orchestrator.keep import check_policy, keep, release, supervised
 
 
 def add_parsers(sub: Any) -> None:
@@ -157,6 +157,13 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--init", action="store_true", help="an init as its first process: reaps, passes signals"
+    )
+    p.add_argument("--health-cmd", help="the healthcheck: a shell command (run in the container)")
+    for flag in ("interval", "timeout", "start-period", "start-interval"):
+        p.add_argument(f"--health-{flag}", metavar="DURATION", help=f"the healthcheck's {flag}")
+    p.add_argument("--health-retries", type=int, help="failures in a row that make it unhealthy")
+    p.add_argument(
+        "--no-healthcheck", action="store_true", help="run no healthcheck (not the image's)"
     )
     p.add_argument(
         "--restart",
@@ -318,7 +325,40 @@ def _options(args: argparse.Namespace) -> Any:
         interactive=args.interactive,
         init=args.init,
         restart=check_policy(args.restart, args.rm),
+        healthcheck=_healthcheck_flags(args),
     )
+
+
+def _healthcheck_flags(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--health-*`` flags in the image config's form (each replaces the image's field);
+    None when none is given."""
+    from orchestrator.durations import DurationError, parse_duration
+
+    if args.no_healthcheck:
+        if args.health_cmd is not None:
+            raise UserError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    result: dict[str, Any] = {}
+    if args.health_cmd is not None:
+        result["Test"] = ["CMD-SHELL", args.health_cmd]
+    for flag, key in (
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start_period", "StartPeriod"),
+        ("start_interval", "StartInterval"),
+    ):
+        value = getattr(args, f"health_{flag}")
+        if value is None:
+            continue
+        try:
+            result[key] = parse_duration(value, f"--health-{flag.replace('_', '-')}")
+        except DurationError as exc:
+            raise UserError(exc.message) from None
+    if args.health_retries is not None:
+        if args.health_retries < 0:
+            raise UserError("--health-retries cannot be negative")
+        result["Retries"] = args.health_retries
+    return result or None
 
 
 MIN_MEMORY = 6 * 1024 * 1024  # the smallest limit Docker lets through (the kernel's is lower)
@@ -704,6 +744,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             trunc=not args.no_trunc,
             now=now,
             size=sizes(c) if sizes else "",
+            health=_health(containers, c),
         )
         for c, r in rows
     ]
@@ -716,6 +757,16 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+def _health(containers: Any, container: Any) -> str | None:
+    """A container's health as its supervisor recorded it (``starting`` before the first
+    verdict); None without a healthcheck."""
+    from orchestrator.keep import has_healthcheck
+
+    if not has_healthcheck(container):
+        return None
+    return (supervised(containers.root, container) or {}).get("health") or "starting"
 
 
 def _sizes(containers: Any) -> Any:
@@ -977,6 +1028,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                     bindings,
                     pslist.effective_command(container.record, {image_id: config}.__getitem__),
                     config,
+                    supervised(containers.root, container),
                 ),
             }
         )

@@ -194,14 +194,16 @@ class Supervisor:
         return found
 
     async def _adopt_single_containers(self) -> None:
-        """Single containers with a restart policy (``run -d --restart``) are kept as a
-        stack's are: watched when running; restarted by their policy when they ended while no
-        supervisor ran, unless stopped by hand (``always`` even then, as Docker's daemon does
-        when it starts)."""
+        """Single containers with a restart policy (``run -d --restart``) or a healthcheck
+        are kept as a stack's are (orchestrator.keep): watched when running; restarted by their
+        policy when they ended while no supervisor ran, unless stopped by hand (``always`` even
+        then, as Docker's daemon does when it starts)."""
+        from orchestrator.keep import kept
+
         for container in await self.thread(self.containers.all):
-            policy = single_policy(container)
-            if identity(container).get("project") or policy is None:
+            if identity(container).get("project") or not kept(container):
                 continue
+            policy = single_policy(container) or RestartPolicy()
             try:
                 await self._adopt_single(container, policy)
             except Exception as exc:  # (one container must not keep the others from adoption)
@@ -223,8 +225,8 @@ class Supervisor:
                 await self.count_restart(container)
 
     async def keep(self, container: Container) -> None:
-        """Keep a single container with a restart policy: start it unless it runs, and
-        watch it (``run -d --restart``, ``start``)."""
+        """Keep a single container with a restart policy or a healthcheck: start it unless it
+        runs, and watch it (``run -d --restart``, ``start``)."""
         await self.thread(self.store.ensure_container, container.id, "", "", 0)
         await self.thread(self.store.set_manual_stop, container.id, False)
         status = await self.thread(self.containers.status, container)
@@ -329,7 +331,8 @@ class Supervisor:
         image_check = await self.thread(self._image_healthcheck, container)
         if stack is None:
             policy = single_policy(container) or RestartPolicy()
-            check = health.resolve(None, image_check)
+            # the record's: the --health-* flags over the image's (orchestrator.containers)
+            check = health.resolve(None, container.record.get("healthcheck", image_check))
             on_unhealthy = False
         else:
             service = stack.services[str(identity(container).get("service"))]

@@ -190,10 +190,11 @@ def test_ps_shows_the_images_command_when_none_was_given(orc: Orc, tmp_path: Pat
     orc("run", "-d", "--name", "imgcmd", "sleeper")
     line = orc("ps").stdout.splitlines()[1]
     assert '"sleep 300"' in line and line.split()[1] == "sleeper"
-    # its healthcheck is kept; inspect says that nothing runs it, rather than staying silent
+    # its healthcheck is kept, and run by the supervisor (the first after the default 30 s)
     record = json.loads(orc("inspect", "imgcmd").stdout)[0]
     assert record["Config"]["Healthcheck"]["Test"] == ["CMD", "true"]
-    assert record["State"]["Health"]["Status"] == "none"
+    assert record["State"]["Health"]["Status"] == "starting"
+    assert "(health: starting)" in orc("ps").stdout
 
 
 def test_ps_size_measures_the_writable_layer_and_the_image(orc: Orc) -> None:

@@ -98,3 +98,37 @@ def test_a_new_supervisor_restarts_what_died_while_none_ran(kept: Orc, state_roo
     )
     wait_for(lambda: _status(kept, "kk") == "running", what="k restarted by the new supervisor")
     assert _status(kept, "uu") == "exited"  # stopped by hand: unless-stopped keeps it so
+
+
+def test_single_containers_healthchecks_run_and_show(kept: Orc, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox\nHEALTHCHECK --interval=200ms CMD true\nCMD ["sleep", "300"]\n'
+    )
+    kept("build", "-t", "checked", str(tmp_path))
+    kept("run", "-d", "--name", "good", "checked")
+    kept(
+        "run",
+        "-d",
+        "--name",
+        "bad",
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "300",
+    )
+    kept("run", "-d", "--name", "none", "--no-healthcheck", "checked")
+
+    def health(name: str) -> str:
+        return kept("inspect", "-f", "{{with .State.Health}}{{.Status}}{{end}}", name).stdout
+
+    wait_for(lambda: health("good") == "healthy\n", what="good to turn healthy")
+    wait_for(lambda: health("bad") == "unhealthy\n", what="bad to turn unhealthy")
+    assert health("none") == "\n"
+    table = {line.split()[-1]: line for line in kept("ps").stdout.splitlines()[1:]}
+    assert "(healthy)" in table["good"] and "(unhealthy)" in table["bad"]
+    assert "health" not in table["none"]
