@@ -695,8 +695,11 @@ class Networks:
             with _host_lock():
                 for veth in stale:
                     _netlink.delete_link(veth)
-                with nft.Nft() as tables:
-                    tables.delete_tagged(nft.container_comment(self.tag, container_id))
+                # Rules exist only where ports were recorded (they are saved before the rules
+                # are made): a container that publishes none costs no nftables round.
+                if container_id in data["ports"]:
+                    with nft.Nft() as tables:
+                        tables.delete_tagged(nft.container_comment(self.tag, container_id))
         for endpoint in data["endpoints"].get(container_id, []):
             endpoint["veth"] = None
         data["ports"].pop(container_id, None)
@@ -734,7 +737,10 @@ class Networks:
                 continue
             path = self.containers_dir / container_id / "hosts"
             if path.exists() and container_id in data["hosts"]:
-                write_in_place(path, self._render_hosts(data, container_id))
+                try:
+                    write_in_place(path, self._render_hosts(data, container_id))
+                except FileNotFoundError:
+                    continue  # its directory went meanwhile: a removal under way
 
     def _render_hosts(self, data: dict[str, Any], container_id: str) -> str:
         from runtime.net.hosts import render_hosts

@@ -47,6 +47,15 @@ PRELOAD = (
     "runtime.monitor",
     "runtime.net.hosts",
     "runtime.net.nft",
+    # a stack's verbs (-f FILE / -p NAME): the loader, and the supervisor's client
+    "orchestrator.commands.stack",
+    "orchestrator.stack",
+    "orchestrator.stack.loader",
+    "orchestrator.stack.schema",
+    "orchestrator.stack.graph",
+    "orchestrator.supervisor.httpclient",
+    "orchestrator.supervisor.observe",
+    "orchestrator.timespec",
 )
 # Container commands served warm: they act through the runtime and their own files only.
 VERBS = frozenset(
@@ -55,6 +64,16 @@ VERBS = frozenset(
         "start", "stop", "unpause", "wait", "images", "port",
     )
 )  # fmt: skip
+# A stack's verbs served warm (with -f/-p, or without for the stack-only ones); not `run`,
+# `exec` or `attach` (a terminal may be theirs), nor `supervisor` (a daemon of its own).
+STACK_VERBS = frozenset(
+    (
+        "ps", "logs", "stop", "start", "restart", "kill", "pause", "unpause", "rm", "top",
+        "stats", "port", "images", "wait", "create", "up", "down", "ls", "events", "scale",
+    )
+)  # fmt: skip
+STACK_ONLY = frozenset(("up", "down", "ls", "events", "scale"))
+_GLOBAL_WITH_VALUE = ("-f", "--file", "-p", "--project-name", "--profile")
 
 
 def main() -> int:
@@ -118,23 +137,44 @@ def warm_up(rounds: int = 10) -> None:
 
 def warm_root(argv: list[str]) -> str | None:
     """The state root when ``argv`` is a container command that may be served warm; None for
-    anything else. Conservative: a terminal or stdin flag anywhere (``-t``, ``-i``, ``-it``,
-    also in the container's own arguments) runs the command here."""
+    anything else. Conservative: for the verbs that may take a terminal or stdin, such a flag
+    anywhere (``-t``, ``-i``, ``-it``, also in the container's own arguments) runs the command
+    here."""
     root = os.environ.get("ORCHESTRATOR_ROOT") or "/var/lib/orchestrator"
+    stacked = False
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
-        if argv[i] != "--root" or i + 1 >= len(argv):
-            return None  # -f, -p, --debug, --help...: here
-        root = argv[i + 1]
-        i += 2
-    if i >= len(argv) or argv[i] not in VERBS:
+        if argv[i] in ("--root", *_GLOBAL_WITH_VALUE) and i + 1 < len(argv):
+            if argv[i] == "--root":
+                root = argv[i + 1]
+            else:
+                stacked = True
+            i += 2
+            continue
+        return None  # --debug, --help, an = form...: here
+    if i >= len(argv):
         return None
+    verb = argv[i]
+    if stacked or verb in STACK_ONLY:
+        if verb not in STACK_VERBS:
+            return None
+    elif verb not in VERBS:
+        return None
+    terminal_flags = not stacked and verb not in STACK_ONLY and verb in _TERMINAL_VERBS
     for word in argv[i + 1 :]:
-        if word.startswith(("--tty", "--interactive", "--help")) or word == "-h":
+        if word.startswith("--help") or word == "-h":
+            return None
+        if not terminal_flags:
+            continue  # (its -t is a time or timestamps; -i means nothing)
+        if word.startswith(("--tty", "--interactive")):
             return None
         if word[:1] == "-" and word[1:2] != "-" and ("t" in word or "i" in word):
             return None
     return root
+
+
+# The verbs where -t/-i may give a terminal or stdin (elsewhere -t is a time or timestamps).
+_TERMINAL_VERBS = frozenset(("run", "create", "exec", "start"))
 
 
 def _starts_containers(argv: list[str]) -> bool:

@@ -364,12 +364,14 @@ class Supervisor:
     async def start_if_stopped(self, container: Container) -> bool:
         """Start the container unless it runs: whether it was started. A start by ``up`` and
         one by its watch's restart policy (both after a failed restart, say) take turns."""
-        async with self._start_locks.setdefault(container.id, trio.Lock()):
-            status = await self.thread(self.containers.status, container)
-            if status["state"] in ("running", "paused"):
+        def start() -> bool:
+            if self.containers.status(container)["state"] in ("running", "paused"):
                 return False
-            await self.thread(self.containers.start, container)
+            self.containers.start(container)
             return True
+
+        async with self._start_locks.setdefault(container.id, trio.Lock()):
+            return await self.thread(start)  # (one hop: a restart's latency counts)
 
     async def stop_container(self, container: Container, timeout: float | None = None) -> None:
         """A stop by hand: the restart policy does not bring it back."""

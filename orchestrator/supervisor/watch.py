@@ -106,7 +106,6 @@ class Watch:
 
     async def _relaunch(self) -> None:
         sup = self.supervisor
-        await sup.record_exit(self.container, self.loop.last_exit)
         if not self.container.directory.exists():
             # removed behind the supervisor's back (``rm -f`` with none running): nothing to
             # start, ever again
@@ -121,11 +120,14 @@ class Watch:
             self.last_error = _said(exc)
             sup._log(f"{self.container.name}: restart failed: {self.last_error}")
             await sup.emit(self.container, "restart failed", self.last_error)
+            await sup.record_exit(self.container, self.loop.last_exit)
             if isinstance(exc, Error):
                 raise
             raise Error(self.last_error) from exc
         self.last_error = None
         self._start_health()
+        # (written after the start: the container is back first)
+        await sup.record_exit(self.container, self.loop.last_exit)
         await self.supervisor.count_restart(self.container)
         if self.supervisor._nursery is not None:
             # (not waited for: this loop must hear the container's next exit meanwhile)

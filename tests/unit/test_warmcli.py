@@ -31,10 +31,18 @@ def test_the_socket_name_is_the_protocol_s() -> None:
         (["run", "--tty", "busybox"], None),
         (["run", "--rm", "busybox", "ls", "-lt"], None),  # conservative: here too
         (["exec", "-ti", "web", "sh"], None),
-        (["-f", "compose.yaml", "ps"], None),  # a stack's verb
+        (["-f", "compose.yaml", "ps"], "/env/root"),  # a stack's verbs too
+        (["-p", "shop", "--root", "/r", "logs", "web"], "/r"),
+        (["up", "-d"], "/env/root"),
+        (["-f", "compose.yaml", "run", "web", "sh"], None),  # a terminal may be its
+        (["-f", "compose.yaml", "exec", "web", "sh"], None),
+        (["supervisor"], None),
+        (["-f", "compose.yaml", "inspect", "x"], None),  # not a stack's verb
+        (["-f", "compose.yaml", "logs", "-t"], "/env/root"),  # timestamps
+        (["stop", "-t", "0", "web"], "/env/root"),  # a time
+        (["start", "-ai", "web"], None),
         (["--root=/r", "ps"], None),
         (["--debug", "ps"], None),
-        (["up", "-d"], None),
         (["image", "import", "x.tar", "x"], None),
         (["run", "--help"], None),
         ([], None),
@@ -49,6 +57,9 @@ def test_which_commands_go_warm(
 
 def test_warm_verbs_are_commands() -> None:
     assert set(COMMANDS) >= quick.VERBS
+    from orchestrator.cli import _SHARED_VERBS
+
+    assert set(_SHARED_VERBS) | quick.STACK_ONLY >= quick.STACK_VERBS
 
 
 def test_a_request_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
