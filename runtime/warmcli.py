@@ -205,9 +205,9 @@ def _wait(sock: object, buffer: bytes) -> int:
 
     def stop(signum: int, frame: object) -> None:  # ^Z: the worker stops with us
         forward(_signal.SIGSTOP, None)
-        _signal.signal(signum, _signal.SIG_DFL)
-        os.kill(os.getpid(), signum)  # stopped here until continued
-        _signal.signal(signum, stop)
+        # SIGSTOP, not the TSTP we got: in an orphaned process group (no shell's job control)
+        # the kernel drops a TSTP, and the worker would stop without us
+        os.kill(os.getpid(), _signal.SIGSTOP)  # stopped here until continued
 
     for signum in FORWARDED:
         if _signal.getsignal(signum) != _signal.SIG_IGN:

@@ -364,6 +364,7 @@ class Supervisor:
     async def start_if_stopped(self, container: Container) -> bool:
         """Start the container unless it runs: whether it was started. A start by ``up`` and
         one by its watch's restart policy (both after a failed restart, say) take turns."""
+
         def start() -> bool:
             if self.containers.status(container)["state"] in ("running", "paused"):
                 return False
