@@ -857,7 +857,14 @@ class _Engine:
                 if identity(c).get("service") == service
             ]
             states = [await sup.thread(sup.containers.status, c) for c in containers]
-            verdict = _condition_met(condition, containers, states, sup.health, service)
+            # exits no restart will follow: their watch has ended (or there is none)
+            final = {
+                c.id
+                for c, st in zip(containers, states, strict=True)
+                if st["state"] == "exited"
+                and (c.id not in sup.watches or sup.watches[c.id].done.is_set())
+            }
+            verdict = _condition_met(condition, containers, states, sup.health, service, final)
             if verdict is True:
                 return
             if isinstance(verdict, str):
@@ -873,8 +880,10 @@ def _condition_met(
     states: list[dict[str, Any]],
     health_of: Mapping[str, str],
     service: str,
+    final: set[str] | frozenset[str] = frozenset(),
 ) -> bool | str | None:
-    """True when met, a reason when it never will be, None while it may still be."""
+    """True when met, a reason when it never will be, None while it may still be. ``final``:
+    the containers that exited with no restart to come."""
     if not containers:
         return None
     if condition == "service_completed_successfully":
@@ -885,6 +894,9 @@ def _condition_met(
         return True if not bad else f"{service} exited with code {bad[0]}"
     running = [s["state"] in ("running", "paused") for s in states]
     if condition == "service_started":
+        for container, state in zip(containers, states, strict=True):
+            if container.id in final:  # (Compose: "dependency failed to start")
+                return f"{service} exited with code {state.get('exit_code')}"
         return True if all(running) else None
     # service_healthy (and, for --wait, healthy where there is a check, running otherwise)
     for container, state in zip(containers, states, strict=True):

@@ -35,6 +35,11 @@ def test_the_legacy_links_example(orc: Orc, state_root: Path) -> None:
             "DATABASE_PORT_5432_TCP_PROTO=tcp",
             f"{address}\tdatabase links-db-1",
         } <= lines
+        # db answers at the linked name, on its exposed port (and keeps running)
+        said = orc("-f", str(STACK), "exec", "app", "nc", "database", "5432").stdout
+        assert said == "ready\n"
+        states = orc("-f", str(STACK), "ps", "-a", "--format", "json").stdout
+        assert '"exited"' not in states, states
         orc("-f", str(STACK), "down")
     finally:
         shut_down_supervisor(state_root)
