@@ -769,6 +769,16 @@ class Supervisor:
         result = []
         for container in containers:
             status = await self.thread(self.containers.status, container)
+            watch = self.watches.get(container.id)
+            if (
+                status["state"] == "exited"
+                and watch is not None
+                and not watch.done.is_set()
+                and not watch.loop.stopping
+            ):
+                # ended, and its restart policy is bringing it back: Compose's (and Docker's)
+                # "restarting", listed by a plain ps as the running are
+                status = {**status, "state": "restarting"}
             ident = identity(container)
             row = await self.thread(self.store.container, container.id)
             result.append(

@@ -100,7 +100,7 @@ def _hits_when_back(port: int, timeout: float = 20) -> int:
 
 
 def _rows(run: Any) -> dict[str, dict[str, Any]]:
-    return {r["service"]: r for r in json.loads(run("ps", "--format", "json").stdout)}
+    return {r["service"]: r for r in json.loads(run("ps", "-a", "--format", "json").stdout)}
 
 
 def test_the_debian_app_example(debian_app: Any) -> None:
