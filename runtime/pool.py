@@ -230,22 +230,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         _destroy(shape.cgroup())
         for fd in outputs.ours():
             os.close(fd)
-        container_id, source, directory, options = parse_request(message["request"].encode())
-        report = Channel(fds[0])
-        monitor.watch_for_helper(
-            lambda to_watcher: launch._start_container(
-                container_id,
-                source,
-                directory,
-                options,
-                report,
-                (),
-                to_watcher,
-                devnull,
-                (control.fileno(),),
-            ),
-            helper_only=(report.fd, control.fileno()),
-        )
+        start_ordinarily(message, fds, control, devnull)
     # It failed, or the pool is closing. Nothing of it may stay; then the client hears why.
     control.close()
     with contextlib.suppress(ProcessLookupError):
@@ -258,6 +243,55 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         with contextlib.suppress(OSError):
             Channel(fds[0]).send(error=message["error"])
     os._exit(0)
+
+
+def start_ordinarily(
+    message: dict[str, Any], fds: list[int], control: socket.socket, devnull: int
+) -> None:
+    """A request the pre-made container does not fit (this pool's or runtime.pool2's): start
+    it the ordinary way, in a helper that this monitor then watches."""
+    container_id, source, directory, options = parse_request(message["request"].encode())
+    report = Channel(fds[0])
+    monitor.watch_for_helper(
+        lambda to_watcher: launch._start_container(
+            container_id,
+            source,
+            directory,
+            options,
+            report,
+            (),
+            to_watcher,
+            devnull,
+            (control.fileno(),),
+        ),
+        helper_only=(report.fd, control.fileno()),
+    )
+
+
+def hand_over(
+    ready: Any,
+    container_id: str,
+    pid: int,
+    directory: Any,
+    options: LaunchOptions,
+    listener: socket.socket,
+    to_monitor: Any,
+) -> None:
+    """(the pre-made init, ready) Hand the watch to the monitor: the listener, the terminal
+    and the container's mount namespace."""
+    handed, mount_ns = init.for_the_monitor(ready)
+    console = handed[:2] if ready.console else ()
+    watch, extra = launch.watch_message(
+        container_id,
+        pid,
+        directory,
+        options,
+        None,
+        console[0] if console else None,
+        console[1] if console else None,
+        mount_ns,
+    )
+    to_monitor.send(watch=watch, fds=(listener.fileno(), *extra))
 
 
 def parse_request(data: bytes) -> launch.MonitorArgs:
@@ -361,19 +395,7 @@ def _premade_init(
             ),
         )
         # Ready: the monitor watches from now on, then the client hears of us.
-        handed, mount_ns = init.for_the_monitor(ready)
-        console = handed[:2] if ready.console else ()
-        watch, extra = launch.watch_message(
-            container_id,
-            pid,
-            directory,
-            options,
-            None,
-            console[0] if console else None,
-            console[1] if console else None,
-            mount_ns,
-        )
-        to_monitor.send(watch=watch, fds=(listener.fileno(), *extra))
+        hand_over(ready, container_id, pid, directory, options, listener, to_monitor)
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:  # the monitor cleans up, then tells the client

@@ -36,7 +36,13 @@ from runtime.channel import Channel, pipe_pair, socket_pair
 from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import Outputs
-from runtime.pool import _receive_request, parse_request, unfit
+from runtime.pool import (
+    _receive_request,
+    hand_over,
+    parse_request,
+    start_ordinarily,
+    unfit,
+)
 from runtime.state import process_start_time, write_json_atomic
 from runtime.trace import mark
 
@@ -118,22 +124,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
     if "fallback" in message:
         for fd in outputs.ours():
             os.close(fd)
-        container_id, source, directory, options = parse_request(message["request"].encode())
-        report = Channel(fds[0])
-        monitor.watch_for_helper(
-            lambda to_watcher: launch._start_container(
-                container_id,
-                source,
-                directory,
-                options,
-                report,
-                (),
-                to_watcher,
-                devnull,
-                (control.fileno(),),
-            ),
-            helper_only=(report.fd, control.fileno()),
-        )
+        start_ordinarily(message, fds, control, devnull)
     # It failed, or the pool is closing. Nothing of it may stay; then the client hears why.
     control.close()
     if init_pid:
@@ -278,19 +269,7 @@ def _init(
             ),
             options.cgroup_version,
         )
-        handed, mount_ns = init.for_the_monitor(ready)
-        console = handed[:2] if ready.console else ()
-        watch, extra = launch.watch_message(
-            container_id,
-            pid,
-            directory,
-            options,
-            None,
-            console[0] if console else None,
-            console[1] if console else None,
-            mount_ns,
-        )
-        to_monitor.send(watch=watch, fds=(listener.fileno(), *extra))
+        hand_over(ready, container_id, pid, directory, options, listener, to_monitor)
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:
