@@ -253,12 +253,13 @@ def _stop_supervisor(root: Path) -> None:
             free = try_lock(fd)
         finally:
             os.close(fd)
-        if free and not (pid and _running(pid)):
+        if free and not (pid and process_alive(pid)):
             return
         time.sleep(0.02)
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` lives (a zombie has ended: only its parent's reaping is missing)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rpartition(")")[2].split()[0] != "Z"

@@ -45,18 +45,23 @@ def wait_for(condition: object, what: str, timeout: float = 20) -> None:
 TRAP = 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done'
 
 
-def test_a_foreground_run_passes_sigterm_on_and_returns_its_status(
-    orc: Orc, state_root: Path
-) -> None:
-    proc = popen(state_root, "run", "--rm", "--name", "trapper", "busybox", "sh", "-c", TRAP)
+def _term_when_ready(orc: Orc, proc: subprocess.Popen[str], name: str) -> tuple[str, str]:
+    """SIGTERM to the attached CLI once the container's trap is set; its output."""
     try:
-        wait_for(lambda: "ready" in orc("logs", "trapper", check=False).stdout, "the trap")
+        wait_for(lambda: "ready" in orc("logs", name, check=False).stdout, "the trap")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        return proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_foreground_run_passes_sigterm_on_and_returns_its_status(
+    orc: Orc, state_root: Path
+) -> None:
+    proc = popen(state_root, "run", "--rm", "--name", "trapper", "busybox", "sh", "-c", TRAP)
+    out, err = _term_when_ready(orc, proc, "trapper")
     assert proc.returncode == 7, err
     assert "got TERM" in out
     assert orc("ps", "-a", "-q").stdout == ""  # --rm: nothing left
@@ -88,14 +93,7 @@ def test_sigint_too_and_sig_proxy_false_does_not(orc: Orc, state_root: Path) -> 
 def test_start_attached_passes_signals_on_too(orc: Orc, state_root: Path) -> None:
     orc("create", "--name", "later", "busybox", "sh", "-c", TRAP)
     proc = popen(state_root, "start", "-a", "later")
-    try:
-        wait_for(lambda: "ready" in orc("logs", "later", check=False).stdout, "the trap")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = _term_when_ready(orc, proc, "later")
     assert proc.returncode == 7, err
     assert "got TERM" in out
     orc("rm", "later")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.cli import REPO, make_orc
+from tests.conftest import process_alive
 from tests.integration.supervisor.conftest import (
     STOPS_ON_TERM,
     rows,
@@ -48,14 +49,6 @@ def supervisor_pid(state_root: Path) -> int:
     return int((state_root / "supervisor.lock").read_text())
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -77,7 +70,7 @@ def log_of(state_root: Path) -> str:
 def kill_supervisor(state_root: Path) -> None:
     pid = supervisor_pid(state_root)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not alive(pid), what="the supervisor to end")
+    wait_for(lambda: not process_alive(pid), what="the supervisor to end")
 
 
 # -- a full disk ---------------------------------------------------------------------------------
@@ -102,7 +95,7 @@ def small_tmpfs(state_root: Path, size: str = "48m") -> Iterator[None]:
             supervisor = 0
         shut_down_supervisor(state_root)
         if supervisor:  # (it lets its lock go a moment before it ends)
-            wait_for(lambda: not alive(supervisor), what="the supervisor to end")
+            wait_for(lambda: not process_alive(supervisor), what="the supervisor to end")
         stop(state_root / "runtime")
         if subprocess.run(["umount", str(state_root)], capture_output=True).returncode:
             subprocess.run(["umount", "-l", str(state_root)], check=True)
@@ -144,7 +137,7 @@ def test_a_full_disk_is_survived_reported_and_converges_once_freed(
             fill(filler)
             os.kill(before["pair-a-1"]["pid"], signal.SIGKILL)  # restart: always
             time.sleep(1.5)  # its restarts fail, and are retried
-            assert alive(supervisor), log_of(state_root)
+            assert process_alive(supervisor), log_of(state_root)
             table = rows(run)  # ps still answers
             assert table["pair-b-1"]["state"] == "running"
             assert table["pair-b-1"]["pid"] == before["pair-b-1"]["pid"]
@@ -160,7 +153,7 @@ def test_a_full_disk_is_survived_reported_and_converges_once_freed(
             assert len(errors) == 1, done.stderr
             print(f"up on a full disk: {errors[0]}\nps: {table['pair-a-1']['last_error']}")
             assert "No space left on device" in errors[0] or "full" in errors[0], done.stderr
-            assert alive(supervisor)
+            assert process_alive(supervisor)
             # space again: everything converges
             filler.unlink()
             run("up", "-d")
@@ -196,16 +189,16 @@ def test_a_killed_monitor_neither_spins_nor_crashes_the_supervisor(
     supervisor = supervisor_pid(state_root)
     record = runtime_state(state_root, before["pair-a-1"]["id"])
     monitor = int(record["monitor_pid"])
-    assert alive(monitor)
+    assert process_alive(monitor)
     os.kill(monitor, signal.SIGKILL)
-    wait_for(lambda: not alive(monitor), what="the monitor to end")
+    wait_for(lambda: not process_alive(monitor), what="the monitor to end")
     time.sleep(0.3)  # (the supervisor hears its watch's connection close)
     cpu_before = cpu_seconds(supervisor)
     time.sleep(2)
     used = cpu_seconds(supervisor) - cpu_before
     print(f"supervisor CPU over 2 s after a monitor died: {used:.3f} s")
     assert used < 0.2, f"the supervisor spins: {used:.2f} s of CPU in 2 s"
-    assert alive(supervisor)
+    assert process_alive(supervisor)
     table = rows(run)
     # its process runs on without a monitor: said so, with the same pid
     assert table["pair-a-1"]["state"] == "running"
@@ -219,7 +212,7 @@ def test_a_killed_monitor_neither_spins_nor_crashes_the_supervisor(
     wait_for(lambda: rows(run)["pair-b-1"]["restart_count"] == 1, what="b restarted")
     run("down", "-t", "2")
     assert rows(run) == {}
-    assert not alive(before["pair-a-1"]["pid"])
+    assert not process_alive(before["pair-a-1"]["pid"])
 
 
 def test_a_container_whose_monitor_died_is_restarted_when_it_ends(
@@ -260,7 +253,7 @@ def test_an_unreadable_state_file_is_named_and_the_rest_adopted(
     path.write_text('{"id": "half written')
     run("up", "-d", check=False)  # a new supervisor; the outcome for the broken one may vary
     supervisor = supervisor_pid(state_root)
-    assert alive(supervisor)
+    assert process_alive(supervisor)
     assert str(path) in log_of(state_root), log_of(state_root)
     after = rows(run)
     assert after["pair-b-1"]["state"] == "running"
@@ -268,11 +261,11 @@ def test_an_unreadable_state_file_is_named_and_the_rest_adopted(
     os.kill(before["pair-b-1"]["pid"], signal.SIGKILL)  # and kept
     wait_for(lambda: rows(run)["pair-b-1"]["restart_count"] == 1, what="b restarted")
     run("down", "-t", "2")
-    assert alive(supervisor)
+    assert process_alive(supervisor)
     assert rows(run) == {}
     assert not (state_root / "containers" / broken["id"]).exists()
     assert not (state_root / "runtime" / broken["id"]).exists()
-    assert not alive(broken["pid"])
+    assert not process_alive(broken["pid"])
 
 
 # -- clients that go away ------------------------------------------------------------------------
@@ -334,7 +327,7 @@ def test_clients_that_go_away_mid_stream_leave_the_supervisor_serving(
     wait_for(lambda: "pair-gate-1" in rows(run), timeout=20, what="the up to begin")
     up.kill()
     up.wait()
-    assert alive(supervisor)
+    assert process_alive(supervisor)
     # the supervisor carries the `up` through without its client
     wait_for(
         lambda: len(rows(run)) == 9 and all(r["state"] == "running" for r in rows(run).values()),
@@ -356,7 +349,7 @@ def test_clients_that_go_away_mid_stream_leave_the_supervisor_serving(
         seen += reader.recv(65536)
     reader.close()
     assert b'"container": "pair-b-1", "action": "kill"' in seen
-    assert supervisor_pid(state_root) == supervisor and alive(supervisor)
+    assert supervisor_pid(state_root) == supervisor and process_alive(supervisor)
     run("down", "-t", "2")
 
 

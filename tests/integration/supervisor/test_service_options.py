@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import process_alive
 from tests.integration.supervisor.conftest import STOPS_ON_TERM, rows, wait_for
 
 pytestmark = pytest.mark.root
@@ -180,7 +181,7 @@ def _kill_everything_of(root: Path, pids: list[int]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     wait_for(
-        lambda: not any(Path(f"/proc/{p}/stat").exists() and _alive(p) for p in victims),
+        lambda: not any(Path(f"/proc/{p}/stat").exists() and process_alive(p) for p in victims),
         what="every process to end",
     )
 
@@ -197,14 +198,6 @@ def _start_supervisor(root: Path) -> None:
         ],
         check=True,
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_after_a_reboot_nothing_is_believed_running_and_histories_start_over(
