@@ -23,7 +23,7 @@ import secrets
 import shutil
 import signal
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class Container:
     name: str
     directory: Path
     record: dict[str, Any]
+    # its options parsed once (Containers.all keeps them with the record it read)
+    parsed: ContainerDescription | None = field(default=None, compare=False, repr=False)
 
     @property
     def short_id(self) -> str:
@@ -55,6 +57,8 @@ class Container:
 
     @property
     def options(self) -> ContainerDescription:
+        if self.parsed is not None:
+            return self.parsed
         return ContainerDescription.from_record(self.record["options"])
 
     @property
@@ -99,7 +103,9 @@ class Containers:
         # Records read before, by directory name: (the file's identity, record). A long-lived
         # reader (the supervisor) parses only what changed since (an ``up`` of 50 services
         # otherwise reads every record again for each name it takes).
-        self._read: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._read: dict[
+            str, tuple[tuple[int, int, int], dict[str, Any], ContainerDescription]
+        ] = {}
 
     @property
     def runtime(self) -> Any:
@@ -130,50 +136,52 @@ class Containers:
         killed) is collected here, once its creator is seen dead: it never blocks its name."""
         self.broken = []
         try:
-            entries = sorted(self.directory.iterdir())
+            with os.scandir(self.directory) as scan:
+                entries = sorted((e for e in scan), key=lambda e: e.name)
         except FileNotFoundError:
             return []
         result = []
         for entry in entries:
             if entry.name.startswith(".removed-"):
-                _collect_removed(entry)  # a removal under way, or one cut short long ago
+                _collect_removed(Path(entry.path))  # a removal under way, or one cut short
                 continue
-            if not entry.is_dir() or entry.name.startswith("."):
+            if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            record_path = entry / "container.json"
+            directory = Path(entry.path)
             try:
-                record = self._record(entry.name, record_path)
-                container = Container(record["id"], record["name"], entry, record)
+                record, parsed = self._record(entry.name, entry.path + "/container.json")
+                container = Container(record["id"], record["name"], directory, record, parsed)
             except FileNotFoundError:
-                if not self._collect_recordless(entry) and not _young(entry):
-                    self.broken.append(self._broken(entry, "no container.json"))
+                if not self._collect_recordless(directory) and not _young(directory):
+                    self.broken.append(self._broken(directory, "no container.json"))
                 continue  # (a creation that has not written it yet)
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}"
-                self.broken.append(self._broken(entry, f"unreadable container.json ({reason})"))
+                self.broken.append(self._broken(directory, f"unreadable container.json ({reason})"))
                 continue
             if not container.complete and _creator_gone(record):
                 self._collect(container)
                 continue
-            if container.options.auto_remove and self._abandoned(container):
+            if parsed.auto_remove and self._abandoned(container):
                 self.remove(container, force=True)  # --rm, its monitor killed: we remove it
                 continue
             result.append(container)
         return sorted(result, key=lambda c: c.record.get("created", ""))
 
-    def _record(self, key: str, path: Path) -> dict[str, Any]:
+    def _record(self, key: str, path: str) -> tuple[dict[str, Any], ContainerDescription]:
         """A container.json, parsed and checked (its options make a description); from the
         cache when the file is the same one, unchanged (records are replaced, never edited in
-        place). A copy: callers may change theirs."""
-        info = path.stat()
+        place). The record is a copy: callers may change theirs."""
+        info = os.stat(path)
         identity = (info.st_ino, info.st_mtime_ns, info.st_size)
         cached = self._read.get(key)
         if cached is not None and cached[0] == identity:
-            return dict(cached[1])
-        record = json.loads(path.read_bytes())
-        Container(record["id"], record["name"], path.parent, record).options  # noqa: B018
-        self._read[key] = (identity, record)
-        return dict(record)
+            return dict(cached[1]), cached[2]
+        with open(path, "rb") as file:
+            record = json.loads(file.read())
+        parsed = ContainerDescription.from_record(record["options"])
+        self._read[key] = (identity, record, parsed)
+        return dict(record), parsed
 
     def _collect_recordless(self, directory: Path) -> bool:
         """A directory without a record, while nobody holds the lock: its creator was killed
@@ -310,7 +318,7 @@ class Containers:
             options = replace(options, mounts=plan.mounts, volumes_from=())
             network = self.networks.reserve(container_id, name, options, image)
             spec = build_spec(container_id, name, directory, options, image, rootfs, network)
-            (directory / "bundle" / "config.json").write_text(json.dumps(spec, indent=1))
+            (directory / "bundle" / "config.json").write_text(json.dumps(spec))
             record["state"] = "created"
             del record["creator"]
             rstate.write_json_atomic(directory / "container.json", record)
@@ -544,7 +552,7 @@ def _join_network(bundle: Path, path: str) -> None:
     config["linux"]["namespaces"] = [n for n in namespaces if n.get("type") != "network"] + [
         {"type": "network", "path": path}
     ]
-    config_path.write_text(json.dumps(config, indent=1))
+    config_path.write_text(json.dumps(config))
 
 
 def _collect_removed(path: Path, after: float = 60.0) -> None:

@@ -51,15 +51,18 @@ class Store:
 
     def read(self) -> dict[str, Any]:
         """The records as last written (the file is replaced whole: never half of one)."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[dict[str, Any], str | None]:
+        """The records and the text they were read from (None: none on disk, or unreadable)."""
         try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return empty()
-        except ValueError:
-            return empty()
+            text = self.path.read_text()
+            data = json.loads(text)
+        except (FileNotFoundError, ValueError):
+            return empty(), None
         for key, value in empty().items():
             data.setdefault(key, value)
-        return dict(data)
+        return dict(data), text
 
     def save(self, data: dict[str, Any]) -> None:
         """Write ``data`` now (in the middle of an ``edit``: before making what it names);
@@ -79,8 +82,10 @@ class Store:
         the block saved itself stays saved either way)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with exclusive(self.directory / ".lock"):
-            data = self.read()
-            self._last = json.dumps(data)
+            # (the text read stands for "unchanged": one encoding per edit, not two; records
+            # that needed a default key added are written once more, which is harmless)
+            data, raw = self._read()
+            self._last = raw if raw is not None else json.dumps(data)
             try:
                 yield data
                 self.save(data)

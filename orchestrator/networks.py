@@ -715,9 +715,12 @@ class Networks:
         """Finish what crashed commands left, forget containers that are gone."""
         affected: set[str] = set()
         known = set(data["endpoints"]) | set(data["hosts"]) | set(data["ports"])
-        for container_id in known:
-            if not (self.containers_dir / container_id).is_dir():
-                affected |= self._forget(data, container_id)
+        try:
+            present = set(os.listdir(self.containers_dir))  # (one read, not a stat each)
+        except FileNotFoundError:
+            present = set()
+        for container_id in known - present:
+            affected |= self._forget(data, container_id)
         for network in list(data["networks"].values()):
             if network.get("state") != "ready" and creator_gone(network):
                 self._destroy_locked(data, network)
@@ -732,28 +735,44 @@ class Networks:
         wanted = set(network_ids)
         if not wanted:
             return
+        peers = _peers_by_network(data)  # (once for all of them: a stack's up is N of these)
+        directory = str(self.containers_dir)
         for container_id, endpoints in data["endpoints"].items():
             if container_id == skip or not any(ep["network"] in wanted for ep in endpoints):
                 continue
-            path = self.containers_dir / container_id / "hosts"
-            if path.exists() and container_id in data["hosts"]:
-                try:
-                    write_in_place(path, self._render_hosts(data, container_id))
-                except FileNotFoundError:
-                    continue  # its directory went meanwhile: a removal under way
+            if container_id not in data["hosts"]:
+                continue
+            try:
+                # (only the files there are: one missing is a creation not that far yet)
+                write_in_place(
+                    f"{directory}/{container_id}/hosts",
+                    self._render_hosts(data, container_id, peers),
+                    create=False,
+                )
+            except FileNotFoundError:
+                continue  # its directory went meanwhile: a removal under way
 
-    def _render_hosts(self, data: dict[str, Any], container_id: str) -> str:
+    def _render_hosts(
+        self,
+        data: dict[str, Any],
+        container_id: str,
+        peers_by_network: dict[str, list[tuple[str, list[str]]]] | None = None,
+    ) -> str:
         from runtime.net.hosts import render_hosts
 
         meta = data["hosts"][container_id]
         endpoints = data["endpoints"].get(container_id, [])
-        mine = {ep["network"] for ep in endpoints}
+        mine = [ep["network"] for ep in endpoints]
         peers: list[tuple[str, list[str]]] = []
-        for other, theirs in data["endpoints"].items():
-            name = data["hosts"].get(other, {}).get("name")
-            for ep in theirs:
-                if ep["network"] in mine and name:
-                    peers.append((ep["ip"], [name, *ep["aliases"]]))
+        if len(mine) == 1:
+            index = peers_by_network if peers_by_network is not None else _peers_by_network(data)
+            peers.extend(index.get(mine[0], ()))
+        else:
+            for other, theirs in data["endpoints"].items():
+                name = data["hosts"].get(other, {}).get("name")
+                for ep in theirs:
+                    if ep["network"] in mine and name:
+                        peers.append((ep["ip"], [name, *ep["aliases"]]))
         for target_id, alias in meta.get("links", []):
             target = data["hosts"].get(target_id)
             theirs = data["endpoints"].get(target_id, [])
@@ -775,6 +794,18 @@ class Networks:
         return render_hosts(
             meta["hostname"], [ep["ip"] for ep in endpoints], peers, extra, meta.get("domainname")
         )
+
+
+def _peers_by_network(data: dict[str, Any]) -> dict[str, list[tuple[str, list[str]]]]:
+    """Network id -> the (address, names) of the containers on it, in the records' order."""
+    peers: dict[str, list[tuple[str, list[str]]]] = {}
+    for other, theirs in data["endpoints"].items():
+        name = data["hosts"].get(other, {}).get("name")
+        if not name:
+            continue
+        for ep in theirs:
+            peers.setdefault(ep["network"], []).append((ep["ip"], [name, *ep["aliases"]]))
+    return peers
 
 
 def _find(data: dict[str, Any], name_or_id: str) -> dict[str, Any] | None:

@@ -44,6 +44,13 @@ UNHEALTHY_RESTART_KEY = "x-restart-on-unhealthy"
 T = TypeVar("T")
 
 
+class _Unknown:
+    """Not known yet (None is an answer: no healthcheck)."""
+
+
+UNKNOWN = _Unknown()
+
+
 class AlreadyRunning(UserError):
     pass
 
@@ -323,12 +330,19 @@ class Supervisor:
 
     # -- containers ----------------------------------------------------------------------------
 
-    async def watch(self, stack: Stack | None, container: Container) -> None:
+    async def watch(
+        self,
+        stack: Stack | None,
+        container: Container,
+        image_check: Mapping[str, Any] | _Unknown | None = UNKNOWN,
+    ) -> None:
         """Give the running ``container`` its watch (once): a stack's (by its service), or a
-        single container kept for its restart policy (``stack`` None)."""
+        single container kept for its restart policy (``stack`` None). ``image_check``: its
+        image's healthcheck, when the caller has read it already."""
         if container.id in self.watches and not self.watches[container.id].done.is_set():
             return
-        image_check = await self.thread(self._image_healthcheck, container)
+        if isinstance(image_check, _Unknown):
+            image_check = await self.thread(self._image_healthcheck, container)
         if stack is None:
             policy = single_policy(container) or RestartPolicy()
             # the record's: the --health-* flags over the image's (orchestrator.containers)
@@ -356,23 +370,28 @@ class Supervisor:
         return image.healthcheck
 
     async def start_container(self, stack: Stack, container: Container) -> None:
-        await self.thread(self.store.set_manual_stop, container.id, False)
-        if await self.start_if_stopped(container):
+        def start() -> tuple[bool, Mapping[str, Any] | None]:
+            # (one hop to a thread for all of it: an up of 50 services makes 50 of these)
+            self.store.set_manual_stop(container.id, False)
+            return self._start_if_stopped(container), self._image_healthcheck(container)
+
+        async with self._start_locks.setdefault(container.id, trio.Lock()):
+            started, image_check = await self.thread(start)
+        if started:
             await self.emit(container, "start")
-        await self.watch(stack, container)
+        await self.watch(stack, container, image_check)
 
     async def start_if_stopped(self, container: Container) -> bool:
         """Start the container unless it runs: whether it was started. A start by ``up`` and
         one by its watch's restart policy (both after a failed restart, say) take turns."""
-
-        def start() -> bool:
-            if self.containers.status(container)["state"] in ("running", "paused"):
-                return False
-            self.containers.start(container)
-            return True
-
         async with self._start_locks.setdefault(container.id, trio.Lock()):
-            return await self.thread(start)  # (one hop: a restart's latency counts)
+            return await self.thread(self._start_if_stopped, container)  # (one hop)
+
+    def _start_if_stopped(self, container: Container) -> bool:
+        if self.containers.status(container)["state"] in ("running", "paused"):
+            return False
+        self.containers.start(container)
+        return True
 
     async def stop_container(self, container: Container, timeout: float | None = None) -> None:
         """A stop by hand: the restart policy does not bring it back."""
@@ -406,7 +425,11 @@ class Supervisor:
         self._network_names[stack.name] = names
         return names
 
-    async def create_container(self, stack: Stack, service_name: str, replica: int) -> Container:
+    async def create_container(
+        self, stack: Stack, service_name: str, replica: int, start: bool = False
+    ) -> Container:
+        """Create replica ``replica`` of the service; with ``start``, start it too (and give
+        it its watch): a start that fails leaves the container created, and raises."""
         from orchestrator.description import from_service
 
         service = stack.services[service_name]
@@ -424,11 +447,27 @@ class Supervisor:
             {s: f"{stack.name}-{s}-1" for s in stack.services},
             (stack.secrets, stack.configs),
         )
-        container = await self.thread(self.containers.create, description)
-        await self.thread(
-            self.store.ensure_container, container.id, stack.name, service_name, replica
-        )
+
+        def create() -> tuple[Container, tuple[bool, Mapping[str, Any] | None] | Exception]:
+            # (one hop to a thread for the creation, its row and the start)
+            container = self.containers.create(description)
+            self.store.ensure_container(container.id, stack.name, service_name, replica)
+            if not start:
+                return container, (False, None)
+            try:
+                # (a new container: nobody else knows its id to start it meanwhile)
+                self.containers.start(container)
+                return container, (True, self._image_healthcheck(container))
+            except Exception as exc:
+                return container, exc
+
+        container, started = await self.thread(create)
         await self.emit(container, "create")
+        if isinstance(started, Exception):
+            raise started
+        if start:
+            await self.emit(container, "start")
+            await self.watch(stack, container, started[1])
         return container
 
     async def image_for(self, stack: Stack, service_name: str, build: bool = False) -> str:
@@ -848,9 +887,9 @@ class _Engine:
         if operation.action in ("remove", "recreate") and existing is not None:
             await sup.remove_container(existing)
         if operation.action in ("create", "recreate"):
-            container = await sup.create_container(self.stack, operation.service, operation.replica)
-            if not self.options.no_start:
-                await sup.start_container(self.stack, container)
+            await sup.create_container(
+                self.stack, operation.service, operation.replica, start=not self.options.no_start
+            )
         elif operation.action == "start" and existing is not None:
             await sup.start_container(self.stack, existing)
         elif operation.action == "restart" and existing is not None:

@@ -96,10 +96,12 @@ def host_resolv_conf(path: str = "/etc/resolv.conf") -> str:
         return ""
 
 
-def write_in_place(path: str | os.PathLike[str], text: str) -> None:
-    """Replace the content of ``path`` keeping its inode (created if missing)."""
+def write_in_place(path: str | os.PathLike[str], text: str, create: bool = True) -> None:
+    """Replace the content of ``path`` keeping its inode (created if missing, unless not
+    ``create``: FileNotFoundError then)."""
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    fd = os.open(path, flags, 0o644)
     try:
         written = 0
         while written < len(data):
