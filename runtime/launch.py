@@ -128,22 +128,43 @@ def _start_container(
     devnull: int,
     close_after_report: tuple[int, ...] = (),
 ) -> None:
-    """(the monitor's helper) The ordinary start: a setup child makes the init."""
+    """(the monitor's helper) The ordinary start: the helper makes the init itself, or, for a
+    user namespace, a setup child does (it joins that namespace, and the helper must stay
+    privileged on the host to clean up)."""
     try:
         outputs = Outputs(stdin=options.stdin)
         init_stdio = (
             (inherited[0], inherited[1], inherited[2]) if inherited else outputs.for_init(devnull)
         )
         monitor_pid = os.getppid()
-        setup_pid, from_setup = fork_setup(
-            lambda to_helper: _setup(
-                container_id, config, directory, options, to_helper, init_stdio, monitor_pid
-            ),
-            close_in_child=(*outputs.monitor_side(), report.fd, to_monitor.fd),
-        )
-        outputs.close_theirs()
-        for fd in inherited:
-            os.close(fd)
+        loaded = config if isinstance(config, ContainerConfig) else config()  # (see ConfigSource)
+        ours = (*outputs.monitor_side(), report.fd, to_monitor.fd)
+        if "user" in loaded.namespaces:
+            setup_pid, from_setup = fork_setup(
+                lambda to_helper: _setup(
+                    container_id, loaded, directory, options, to_helper, init_stdio, monitor_pid
+                ),
+                close_in_child=ours,
+            )
+            outputs.close_theirs()
+            for fd in inherited:
+                os.close(fd)
+        else:
+            # One process fewer per start (each forked Python costs its page copies). The
+            # init's ends of the outputs are closed by _setup once the init has them.
+            setup_pid = 0
+            from_setup = setup_here(
+                lambda to_helper: _setup(
+                    container_id,
+                    loaded,
+                    directory,
+                    options,
+                    to_helper,
+                    init_stdio,
+                    monitor_pid,
+                    close_in_init=ours,
+                )
+            )
         take_over(
             container_id,
             directory,
@@ -184,6 +205,19 @@ def fork_setup(
             os._exit(0)
     to_monitor.close()
     return setup_pid, from_setup
+
+
+def setup_here(work: Callable[[Channel], None]) -> Channel:
+    """Run ``work(to_helper)`` in this process (what ``fork_setup`` does in a child); what it
+    said (or the error it raised) waits on the channel returned."""
+    from_setup, to_helper = socket_pair()
+    try:
+        work(to_helper)
+    except BaseException as exc:
+        to_helper.send(error=init.describe(exc))
+    finally:
+        to_helper.close()
+    return from_setup
 
 
 def take_over(
@@ -317,9 +351,11 @@ def _setup(
     to_monitor: Channel,
     init_stdio: tuple[int, int, int],
     monitor_pid: int | None = None,
+    close_in_init: tuple[int, ...] = (),
 ) -> None:
-    """The short-lived setup child: cgroup, the init, state.json; reports the init's pid to the
-    monitor's helper and exits, leaving the init to the monitor (a subreaper)."""
+    """The setup (in a short-lived child, or in the monitor's helper itself): cgroup, the
+    init, state.json; reports the init's pid to the monitor's helper, which leaves the init
+    to the monitor (a subreaper). ``close_in_init``: what the init must not keep."""
     config = source if isinstance(source, ContainerConfig) else source()
     try:
         resources = Resources.from_oci(config.resources)
@@ -371,6 +407,8 @@ def _setup(
                 to_monitor.close()
                 from_init.close()
                 to_init.close()
+                for fd in close_in_init:
+                    os.close(fd)
                 init.run(
                     config,
                     to_setup,
