@@ -499,10 +499,17 @@ class Containers:
             state = exc.state if isinstance(exc, StateError) else "created"
             raise ConflictError(f"container {container.name} is {state}") from None
 
-    def remove(self, container: Container, force: bool = False, volumes: bool = False) -> None:
+    def remove(
+        self,
+        container: Container,
+        force: bool = False,
+        volumes: bool = False,
+        release_network: bool = True,
+    ) -> None:
         """Remove the container; ``volumes`` (``rm -v``): its anonymous volumes too. The lock is
         held only to take the record away (a rename): stopping and cleaning up run outside it,
-        so that removals run side by side."""
+        so that removals run side by side. Without ``release_network`` its network records
+        stay until the caller's ``networks.forget_removed()`` (or any later change of them)."""
         try:
             current = self.runtime.state(container.id)
         except NotFound:
@@ -533,7 +540,7 @@ class Containers:
             if (self.root / "networks").exists():
                 self.networks.release(container.id)  # whatever it had
             return
-        if self._networks_used(container.options):
+        if release_network and self._networks_used(container.options):
             self.networks.release(container.id)
         if volumes:
             Volumes(self.root).remove_anonymous(container.id, container.record)

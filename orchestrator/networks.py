@@ -533,6 +533,13 @@ class Networks:
             self._collect(data)
             self._refresh_hosts(data, affected)
 
+    def forget_removed(self) -> None:
+        """``release`` for every container removed without it (a stack's down removes them all,
+        then releases them in one edit: one rewrite of the records and of the peers' hosts
+        files, not one per container)."""
+        with self.store.edit() as data:
+            self._collect(data)
+
     def connect(
         self,
         container: Container,

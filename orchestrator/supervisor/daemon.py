@@ -405,12 +405,16 @@ class Supervisor:
             await self.thread(self.containers.stop, container, timeout)
         await self.emit(container, "stop")
 
-    async def remove_container(self, container: Container, timeout: float | None = None) -> None:
+    async def remove_container(
+        self, container: Container, timeout: float | None = None, release_network: bool = True
+    ) -> None:
+        """Stop and remove it. Without ``release_network``, the caller releases the network
+        records of all it removes at once (``networks.forget_removed``)."""
         try:
             await self.stop_container(container, timeout)
         except Exception as exc:  # (remove forcibly all the same: it is going)
             self._log(f"{container.name}: stopping before removal: {type(exc).__name__}: {exc}")
-        await self.thread(self.containers.remove, container, True)
+        await self.thread(self.containers.remove, container, True, False, release_network)
         self.watches.pop(container.id, None)
         self.health.pop(container.id, None)
         self._start_locks.pop(container.id, None)
@@ -644,11 +648,16 @@ class Supervisor:
             # (its one-off containers too: they hold its networks)
             containers = await self.thread(project_containers, self.containers, name, True)
             removed: list[str] = []
-            for layer in _stop_layers(stack, containers):
-                async with trio.open_nursery() as nursery:
-                    for container in layer:
-                        removed.append(container.name)
-                        nursery.start_soon(self.remove_container, container, timeout)
+            try:
+                for layer in _stop_layers(stack, containers):
+                    async with trio.open_nursery() as nursery:
+                        for container in layer:
+                            removed.append(container.name)
+                            nursery.start_soon(self.remove_container, container, timeout, False)
+            finally:
+                # (all of them at once, whatever happened: the removed ones' leases, veths,
+                # port rules, and their peers' hosts files)
+                await self.thread(self.containers.networks.forget_removed)
             removed += await self._remove_broken(name)
             await self.thread(self.remove_networks, name)
             if volumes and stack is not None:
