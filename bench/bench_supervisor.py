@@ -9,9 +9,12 @@ Prints medians of:
 - the supervisor's memory (RSS, PSS) and CPU while ``--idle-containers`` containers run idle;
 - the CLI's own cost for ``ps``, ``logs`` and ``stop`` against a bare ``python -c pass``.
 
-Docker Compose is compared where a Docker engine runs (``docker info`` answers); there is none
-on these machines, so its figures are printed as missing. Run with bytecode caches allowed
-(unset PYTHONDONTWRITEBYTECODE), as users have them.
+Docker Compose (``docker-compose``) runs the same stack files side by side, each of its runs
+right after ours, where a Docker engine answers or Debian's ``docker.io`` is installed (then
+bench/dockerpeer.py starts one for the run: ``apt-get install --no-install-recommends docker.io
+docker-compose``); elsewhere its figures are printed as missing. The stacks' network is
+internal (no route out of it, for either). Run with bytecode caches allowed (unset
+PYTHONDONTWRITEBYTECODE), as users have them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import dockerpeer  # noqa: E402
+from dockerpeer import Engine  # noqa: E402
 
 STOPS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
 
@@ -45,8 +52,11 @@ def orc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return done
 
 
-def write_stack(path: Path, name: str, services: int) -> Path:
-    lines = [f"name: {name}", "services:"]
+def write_stack(path: Path, name: str, services: int, named: bool = True) -> Path:
+    """``named``: with a top-level ``name`` (docker-compose 1.x refuses the key: it is given
+    ``-p`` instead)."""
+    lines = [f"name: {name}"] if named else []
+    lines += ["networks:", "  default:", "    internal: true", "services:"]
     for i in range(services):
         lines += [
             f"  s{i}:",
@@ -64,13 +74,25 @@ def timed(fn: object) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def bench_up_down(root: Path, work: Path, size: int, runs: int) -> tuple[float, float]:
-    stack = write_stack(work / f"stack{size}.yaml", f"bench{size}", size)
-    ups, downs = [], []
+def bench_up_down(
+    root: Path, work: Path, size: int, runs: int, docker: Engine | None
+) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """Medians of (up, down) for us, and for docker-compose (None: no engine) run in turn."""
+    name = f"bench{size}"
+    stack = write_stack(work / f"stack{size}.yaml", name, size)
+    plain = write_stack(work / f"compose{size}.yaml", name, size, named=False)
+    compose = ["docker-compose", "--no-ansi", "-p", name, "-f", str(plain)]
+    ups, downs, their_ups, their_downs = [], [], [], []
     for _ in range(runs):
         ups.append(timed(lambda: orc(root, "-f", str(stack), "up", "-d")))
         downs.append(timed(lambda: orc(root, "-f", str(stack), "down", "-t", "5")))
-    return statistics.median(ups), statistics.median(downs)
+        if docker is not None:
+            their_ups.append(timed(lambda: docker.run(*compose, "up", "-d")))
+            their_downs.append(timed(lambda: docker.run(*compose, "down", "-t", "5")))
+    ours = (statistics.median(ups), statistics.median(downs))
+    if docker is None:
+        return ours, None
+    return ours, (statistics.median(their_ups), statistics.median(their_downs))
 
 
 def bench_restart(root: Path, work: Path, runs: int) -> float:
@@ -187,16 +209,24 @@ def main() -> None:
             capture_output=True,
         )
         orc(root, "image", "import", str(work / "bb.tar"), "busybox")
-        docker = (
-            shutil.which("docker")
-            and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-        )
         print("supervisor benchmark (medians; the supervisor running already)")
-        for size in args.sizes:
-            up, down = bench_up_down(root, work, size, args.runs)
-            print(f"  up -d, {size:3d} services   {up:9.1f} ms   down {down:9.1f} ms")
-        if not docker:
-            print("  docker compose: no Docker engine runs here; no ratio")
+        with dockerpeer.engine(work) as docker:
+            if docker is not None and not shutil.which("docker-compose"):
+                print("  docker-compose is not installed: no ratio")
+                docker = None
+            if docker is not None:
+                docker.run("docker", "import", str(work / "bb.tar"), "busybox:latest")
+            for size in args.sizes:
+                (up, down), theirs = bench_up_down(root, work, size, args.runs, docker)
+                print(f"  up -d, {size:3d} services   {up:9.1f} ms   down {down:9.1f} ms")
+                if theirs is not None:
+                    print(
+                        f"    docker-compose           {theirs[0]:9.1f} ms   down"
+                        f" {theirs[1]:9.1f} ms   (ours: {up / theirs[0]:.3f} x, "
+                        f"{down / theirs[1]:.3f} x)"
+                    )
+        if docker is None:
+            print("  docker-compose: no Docker engine here; no ratio")
         restart = bench_restart(root, work, args.restarts)
         print(f"  death to restart (first restart)   {restart:7.1f} ms")
         rss, pss, cpu = bench_idle(root, work, args.idle_containers, args.idle_seconds)
