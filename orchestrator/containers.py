@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import description as description_module
-from orchestrator import eventlog, mountplan
+from orchestrator import eventlog, mountplan, mountpoints
 from orchestrator.description import RECORD_VERSION, ContainerDescription
 from orchestrator.errors import ConflictError, NotFoundError, UserError
 from orchestrator.mountplan import MountPlan
@@ -304,15 +304,17 @@ class Containers:
         try:
             for sub in ("upper", "work", "bundle/rootfs"):
                 (directory / sub).mkdir(parents=True)
+            image_layers = tuple(str(p) for p in store.layer_dirs(image))
+            points = mountpoints.layer(self.root, image.id, image_layers)
             rootfs = RootFilesystem(
-                tuple(str(p) for p in store.layer_dirs(image)),
+                (*image_layers, points) if points else image_layers,
                 str(directory / "upper"),
                 str(directory / "work"),
             )
             # Volumes made (and filled from the image), binds checked: the record says
             # which, so that `volume rm` sees them in use from here on.
             plan = mountplan.prepare(
-                self.root, options, image, [Path(p) for p in rootfs.lowers], container_id
+                self.root, options, image, [Path(p) for p in image_layers], container_id
             )
             record["mounts"] = plan.records()
             options = replace(options, mounts=plan.mounts, volumes_from=())

@@ -386,8 +386,10 @@ class Networks:
             raise UserError(f"{what}network {network['name']}: {exc}") from None
         aliases = list(dict.fromkeys(endpoint.aliases))
         service = description.identity.service
-        if service and service not in aliases:
-            aliases.append(service)  # a stack's service name resolves to all its replicas
+        if service and service not in aliases and not description.identity.oneoff:
+            # a stack's service name resolves to all its replicas (a one-off answers to it
+            # only with --use-aliases: orchestrator.oneoff puts it among its aliases then)
+            aliases.append(service)
         return {
             "network": network["id"],
             "ip": address,

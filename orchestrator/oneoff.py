@@ -43,6 +43,9 @@ class Overrides:
     interactive: bool = False
     auto_remove: bool = False
     labels: Mapping[str, str] | None = None
+    # --use-aliases: the service's network aliases (its name among them); else it joins the
+    # service's networks under its own name only, as Compose's one-offs do
+    use_aliases: bool = False
 
 
 def oneoff_name(project: str, service: str) -> str:
@@ -81,8 +84,16 @@ def describe(
     publish = (base.publish if overrides.service_ports else ()) + overrides.publish
     if publish and not base.networks:
         raise UserError(f"-p: service {service_name} has no network to publish on")
+    networks = tuple(
+        replace(
+            endpoint,
+            aliases=(*endpoint.aliases, service_name) if overrides.use_aliases else (),
+        )
+        for endpoint in base.networks
+    )
     return replace(
         base,
+        networks=networks,
         command=command,
         entrypoint=overrides.entrypoint if overrides.entrypoint is not None else base.entrypoint,
         env=_merge_env(base.env, overrides.env),

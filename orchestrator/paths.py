@@ -26,6 +26,11 @@ def containers_dir(root: Path) -> Path:
     return root / "containers"
 
 
+def mountpoints_dir(root: Path) -> Path:
+    """The images' shared mount-point layers (orchestrator.mountpoints)."""
+    return root / "mountpoints"
+
+
 def runtime_dir(root: Path) -> Path:
     """The runtime's own state (what ``python -m runtime --root`` points at)."""
     return root / "runtime"

@@ -519,9 +519,29 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
             os.close(fd)
         sender.close()
         receiver.close()
+    for _ in range(rounds // 3):
+        _warm_up_setup(scratch)
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _warm_up_setup(scratch: Path) -> None:
+    """The ordinary start's own work up to its first effect (parsing the config, its limits,
+    its cgroup's place, the state record): a compiled regex, a type's ABC cache, an enum's
+    combined member each cost milliseconds in every helper that meets them first."""
+    from runtime.cgroups.resources import Resources
+    from runtime.launch import LaunchOptions, cgroup_place
+    from runtime.spec import parse_config
+    from runtime.specgen import default_spec
+
+    spec = default_spec(["true"], rootfs="/")
+    spec["hostname"] = "warm"
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "0"}
+    config = parse_config(spec, scratch)
+    Resources.from_oci(config.resources)
+    cgroup_place("warm", config, LaunchOptions())
+    json.dumps(spec)
 
 
 # -- client ---------------------------------------------------------------------------------------

@@ -154,15 +154,25 @@ def cmd_rmi(args: argparse.Namespace) -> int:
                 print(line)
         except (NotFound, ImageInUse) as exc:
             if len(args.images) == 1:
+                _collect_mountpoints(args)
                 raise
             print(f"orchestrator: {exc}", file=sys.stderr)
             status = 1
+    _collect_mountpoints(args)
     return status
+
+
+def _collect_mountpoints(args: argparse.Namespace) -> None:
+    from orchestrator import mountpoints
+    from orchestrator.paths import state_root
+
+    mountpoints.collect(state_root(getattr(args, "root", None)))
 
 
 @_user_errors
 def cmd_prune(args: argparse.Namespace) -> int:
     lines = _store(args).prune(all_unused=args.all)
+    _collect_mountpoints(args)
     for line in lines:
         print(line)
     if not lines:

@@ -307,6 +307,9 @@ def _scale(items: list[str], stack: Any) -> dict[str, int]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from runtime.trace import mark
+
+    mark("cli-up")
     root = _root(args)
     stack = _load(args)
     for name in args.services:
@@ -333,7 +336,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _dry_run(root, stack, options, scale)
     spec = _project_spec(stack, list(args.profiles or ()), scale)
     ensure_supervisor(root)
+    mark("cli-asks")
     failed = _stream_up(root, stack.name, {"spec": spec, "options": options})
+    mark("cli-answered")
     if failed or args.detach:
         return 1 if failed else 0
     return _attached(args, root, stack)
@@ -462,6 +467,9 @@ def _remove_images(root: Path, args: argparse.Namespace) -> int:
         except ImageInUse as exc:
             print(f"orchestrator: warning: {exc}", file=sys.stderr)
             status = 1
+    from orchestrator import mountpoints
+
+    mountpoints.collect(root)
     return status
 
 

@@ -45,7 +45,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("-w", "--workdir")
     p.add_argument("--entrypoint", help="replace the service's entrypoint (a shell-like line)")
-    p.add_argument("--use-aliases", action="store_true", help="(the service's aliases are used)")
+    p.add_argument(
+        "--use-aliases",
+        action="store_true",
+        help="answer to the service's network aliases (its name among them) too",
+    )
     p.add_argument("service", metavar="SERVICE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.set_defaults(func=cmd_run)
@@ -192,6 +196,7 @@ def _overrides(args: argparse.Namespace, cmd: list[str]) -> Any:
         interactive=not args.detach,
         auto_remove=args.rm,
         labels=labels,
+        use_aliases=args.use_aliases,
     )
 
 

@@ -25,6 +25,7 @@ from orchestrator.errors import NotFoundError, StackError, UserError
 from orchestrator.supervisor import http
 from orchestrator.supervisor.faults import describe, is_host_fault
 from orchestrator.supervisor.store import ProjectSpec
+from runtime.trace import mark
 
 if TYPE_CHECKING:
     from orchestrator.supervisor.daemon import Supervisor, UpOptions
@@ -177,6 +178,7 @@ async def _up(sup: Supervisor, name: str, body: dict[str, Any], respond: http.Re
             return
         await trio.sleep(0)  # let the last events through
         nursery.cancel_scope.cancel()
+    mark("up-answer")
     await respond.line(
         {
             "result": {

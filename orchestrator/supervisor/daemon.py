@@ -35,6 +35,7 @@ from orchestrator.supervisor.store import ProjectSpec, Store
 from orchestrator.supervisor.watch import Watch
 from runtime.client import ExitStatus, LocalRuntime
 from runtime.errors import Error, NotFound
+from runtime.trace import mark
 
 PROJECT_LABEL = "org.orchestrator.project"  # on the networks and volumes made for a stack
 NETWORK_LABEL = "org.orchestrator.network"
@@ -125,8 +126,13 @@ class Supervisor:
         self.health: dict[str, str] = {}
         self.events = EventLog()
         self._project_locks: dict[str, trio.Lock] = {}
-        self._changed = trio.Condition()
+        self._changed = trio.Event()  # set at a change, then replaced (wait_changed)
+        # Creations and starts run on threads a few at a time: on a few cores, fifty at once
+        # only take turns at the GIL (and make fifty threads). Two a core measured best.
+        self._creating = trio.CapacityLimiter(min(16, 2 * (os.cpu_count() or 1)))
         self._network_names: dict[str, dict[str, str]] = {}
+        # each project's stack as its last ``up`` loaded it (what its containers were made from)
+        self._stacks: dict[str, Stack] = {}
         self._start_locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -281,8 +287,8 @@ class Supervisor:
                 detail,
             )
         )
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def set_health(self, container: Container, status: str) -> None:
         self.health[container.id] = status
@@ -465,7 +471,7 @@ class Supervisor:
             except Exception as exc:
                 return container, exc
 
-        container, started = await self.thread(create)
+        container, started = await trio.to_thread.run_sync(create, limiter=self._creating)
         await self.emit(container, "create")
         if isinstance(started, Exception):
             raise started
@@ -600,7 +606,10 @@ class Supervisor:
 
     async def up(self, spec: ProjectSpec, options: UpOptions) -> tuple[Plan, Outcome]:
         async with self.project_lock(spec.name):
+            mark("up-locked")
             stack = await self.load(spec)
+            self._stacks[spec.name] = stack
+            mark("up-loaded")
             # The scale is the request's (``--scale``, ``scale``), else the file's: an ``up``
             # without ``--scale`` brings services back to the file's replicas, as Compose does.
             await self.thread(self.store.put_project, spec)
@@ -609,8 +618,10 @@ class Supervisor:
                     if service.build is not None:
                         await self.image_for(stack, name, build=True)
             plan = await self.plan(stack, options, spec.scale)
+            mark("up-planned")
             if not plan.empty:
                 await self.prepare_project(stack)
+            mark("up-prepared")
             engine = _Engine(self, stack, options)
             outcome = await execute(
                 stack,
@@ -620,6 +631,7 @@ class Supervisor:
                 wait_timeout=options.timeout,
                 start=not options.no_start,
             )
+            mark("up-executed")
             if options.wait and outcome.ok and not options.no_start:
                 for name in plan.services:
                     try:
@@ -665,6 +677,7 @@ class Supervisor:
 
                 removed += await self.thread(stackvolumes.remove, self.root, stack)
             await self.thread(self.store.drop_project, name)
+            self._stacks.pop(name, None)
             return removed
 
     async def _remove_broken(self, project: str) -> list[str]:
@@ -708,10 +721,13 @@ class Supervisor:
         with ``restart: true`` are restarted too, once its condition holds again."""
         ident = identity(container)
         try:
-            spec = await self.thread(self.store.project, str(ident.get("project") or ""))
-            if spec is None:
-                return
-            stack = await self.load(spec)
+            project = str(ident.get("project") or "")
+            stack = self._stacks.get(project)
+            if stack is None:  # (none since this supervisor started: the file's)
+                spec = await self.thread(self.store.project, project)
+                if spec is None:
+                    return
+                stack = self._stacks[project] = await self.load(spec)
             if not restarted_with(stack, (str(ident.get("service")),)):
                 return
             async with self.project_lock(stack.name):
@@ -878,8 +894,7 @@ class Supervisor:
 
     async def wait_changed(self, timeout: float) -> None:
         with trio.move_on_after(timeout):
-            async with self._changed:
-                await self._changed.wait()
+            await self._changed.wait()
 
 
 class _Engine:

@@ -242,6 +242,22 @@ class V1Manager(Manager):
 
     def _mkdirs(self, cg: str) -> list[str]:
         """Create ``cg`` and its missing parents; returns the container dir if it was made."""
+        is_cpuset = "cpuset" in self.dirs and cg == self.dirs[self._acting["cpuset"]]
+        try:
+            # (the parents are there but for the first container: one mkdir, not one a level)
+            os.mkdir(cg, 0o755)
+        except (FileExistsError, FileNotFoundError):
+            return self._mkdirs_from_top(cg)
+        except OSError as exc:
+            raise SetupError(f"cannot create cgroup {cg}: {_files.why(exc)}") from exc
+        if is_cpuset:
+            try:
+                _init_cpuset(cg)
+            except SetupError:  # a parent another start made a moment ago, not set up yet
+                self._mkdirs_from_top(cg)
+        return [cg]
+
+    def _mkdirs_from_top(self, cg: str) -> list[str]:
         parts = self.path.split("/")
         base = os.path.dirname(cg)
         for _ in parts[1:]:

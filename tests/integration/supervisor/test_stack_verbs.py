@@ -78,6 +78,17 @@ def test_a_detached_one_off_is_no_replica_and_down_removes_it(stack: Callable[..
     assert rows(run) == {}
 
 
+def test_a_one_off_answers_to_the_service_name_only_with_use_aliases(
+    stack: Callable[..., Any],
+) -> None:
+    run = stack(STACK)
+    alias = 'grep -qE "[[:space:]]app([[:space:]]|$)" /etc/hosts && exit 5; exit 0'
+    plain = run("run", "--rm", "-T", "app", "sh", "-c", alias, check=False)
+    assert plain.returncode == 0, plain.stderr  # its own name only, as Compose's one-offs
+    aliased = run("run", "--rm", "-T", "--use-aliases", "app", "sh", "-c", alias, check=False)
+    assert aliased.returncode == 5, aliased.stderr
+
+
 def _bundle_of(record: dict[str, Any]) -> Any:
     import os
     from pathlib import Path
