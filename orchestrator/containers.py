@@ -259,7 +259,10 @@ class Containers:
 
     # create ------------------------------------------------------------------------------------
 
-    def create(self, options: ContainerDescription) -> Container:
+    def create(self, options: ContainerDescription, refresh_peers: bool = True) -> Container:
+        """Create the container ``options`` describes. Without ``refresh_peers``, the hosts
+        files of the containers on its networks are not rewritten to name it: the caller
+        creating many does it once (``networks.refresh_hosts``)."""
         from orchestrator.bundle import RootFilesystem, build_spec
         from runtime.image.store import ImageStore
 
@@ -318,7 +321,7 @@ class Containers:
             )
             record["mounts"] = plan.records()
             options = replace(options, mounts=plan.mounts, volumes_from=())
-            network = self.networks.reserve(container_id, name, options, image)
+            network = self.networks.reserve(container_id, name, options, image, refresh_peers)
             spec = build_spec(container_id, name, directory, options, image, rootfs, network)
             (directory / "bundle" / "config.json").write_text(json.dumps(spec))
             record["state"] = "created"

@@ -293,9 +293,12 @@ class Networks:
         name: str,
         description: ContainerDescription,
         image: Image | None,
+        refresh_peers: bool = True,
     ) -> NetworkSetup:
         """At creation (the container's directory exists): its leases, its hosts file's
-        content and its links' variables; the hosts files of its peers name it from now on."""
+        content and its links' variables; the hosts files of its peers name it from now on
+        (unless not ``refresh_peers``: the caller, creating many, calls ``refresh_hosts`` once
+        they are all made)."""
         if description.network.startswith(("container:", "service:")):
             target = self._join_target(description)
             return NetworkSetup(
@@ -347,7 +350,8 @@ class Networks:
                     target_meta.get("exposed", []),
                     _container_env(self.containers_dir / target_id),
                 )
-            self._refresh_hosts(data, {lease["network"] for lease in leases}, skip=container_id)
+            if refresh_peers:
+                self._refresh_hosts(data, {lease["network"] for lease in leases}, skip=container_id)
             text = self._render_hosts(data, container_id)
         return NetworkSetup(hosts=text, env=tuple(env))
 
@@ -534,6 +538,13 @@ class Networks:
             affected = self._forget(data, container_id)
             self._collect(data)
             self._refresh_hosts(data, affected)
+
+    def refresh_hosts(self, network_names: Iterable[str]) -> None:
+        """Rewrite the hosts file of every container on these networks (after creations that
+        left it to the caller: ``reserve(refresh_peers=False)``)."""
+        with self.store.edit() as data:
+            ids = {n["id"] for name in network_names if (n := _find(data, name)) is not None}
+            self._refresh_hosts(data, ids)
 
     def forget_removed(self) -> None:
         """``release`` for every container removed without it (a stack's down removes them all,

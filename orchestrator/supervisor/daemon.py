@@ -460,7 +460,8 @@ class Supervisor:
 
         def create() -> tuple[Container, tuple[bool, Mapping[str, Any] | None] | Exception]:
             # (one hop to a thread for the creation, its row and the start)
-            container = self.containers.create(description)
+            # (the peers' hosts files are rewritten once the whole up is done: see up)
+            container = self.containers.create(description, refresh_peers=False)
             self.store.ensure_container(container.id, stack.name, service_name, replica)
             if not start:
                 return container, (False, None)
@@ -623,14 +624,21 @@ class Supervisor:
                 await self.prepare_project(stack)
             mark("up-prepared")
             engine = _Engine(self, stack, options)
-            outcome = await execute(
-                stack,
-                plan,
-                engine,
-                self._report(stack.name),
-                wait_timeout=options.timeout,
-                start=not options.no_start,
-            )
+            try:
+                outcome = await execute(
+                    stack,
+                    plan,
+                    engine,
+                    self._report(stack.name),
+                    wait_timeout=options.timeout,
+                    start=not options.no_start,
+                )
+            finally:
+                # Each new container's hosts file named its peers made before it; now every
+                # container of the stack's networks names them all (once, not once each).
+                if not plan.empty:
+                    names = self._network_names.get(stack.name, {})
+                    await self.thread(self.containers.networks.refresh_hosts, names.values())
             mark("up-executed")
             if options.wait and outcome.ok and not options.no_start:
                 for name in plan.services:
@@ -652,6 +660,7 @@ class Supervisor:
         """Stop and remove the project's containers in reverse dependency order, then its
         networks; with ``volumes``, its named volumes too."""
         async with self.project_lock(name):
+            mark("down-locked")
             spec = await self.thread(self.store.project, name)
             stack: Stack | None = None
             if spec is not None:
@@ -670,15 +679,29 @@ class Supervisor:
                 # (all of them at once, whatever happened: the removed ones' leases, veths,
                 # port rules, and their peers' hosts files)
                 await self.thread(self.containers.networks.forget_removed)
+            mark("down-removed")
             removed += await self._remove_broken(name)
-            await self.thread(self.remove_networks, name)
+            if self._nursery is not None:
+                # The bridges go right after the answer: the kernel takes some 50 ms to
+                # unregister one. Under the project's lock, so that its next up waits for
+                # them; shielded, so that a shutdown waits too.
+                self._nursery.start_soon(self._remove_networks, name)
+            else:
+                await self.thread(self.remove_networks, name)
             if volumes and stack is not None:
                 from orchestrator import stackvolumes
 
                 removed += await self.thread(stackvolumes.remove, self.root, stack)
             await self.thread(self.store.drop_project, name)
             self._stacks.pop(name, None)
+            mark("down-done")
             return removed
+
+    async def _remove_networks(self, project: str) -> None:
+        with trio.CancelScope(shield=True):
+            async with self.project_lock(project):
+                await self.thread(self.remove_networks, project)
+                mark("down-networks-removed")
 
     async def _remove_broken(self, project: str) -> list[str]:
         """The project's containers whose record cannot be read (the database says whose they

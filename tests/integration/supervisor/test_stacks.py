@@ -60,6 +60,11 @@ def test_up_starts_in_order_ps_reports_and_down_removes(
     assert {n: r["pid"] for n, r in rows(run).items()} == {n: r["pid"] for n, r in table.items()}
     run("down")
     assert rows(run) == {}
+    # its network goes right after down's answer; an up at once waits for that, then makes it
+    run("up", "-d", "--no-deps", "db")
+    assert sorted(rows(run)) == ["shop-db-1"]
+    run("down")
+    wait_for(lambda: "shop_default" not in run("network", "ls").stdout, what="the network gone")
 
 
 def test_a_killed_container_comes_back_by_its_policy(stack: Callable[..., Any]) -> None:
@@ -102,6 +107,21 @@ def test_an_edit_recreates_only_the_changed_service(stack: Callable[..., Any]) -
     assert after["shop-web-1"]["id"] != before["shop-web-1"]["id"]
     assert after["shop-db-1"]["id"] == before["shop-db-1"]["id"]
     assert after["shop-api-1"]["pid"] == before["shop-api-1"]["pid"]
+
+
+def test_after_up_every_container_names_all_the_others(stack: Callable[..., Any]) -> None:
+    # db is made first and web last: db's hosts file must name web's replicas all the same
+    run = stack(STACK)
+    run("up", "-d", "--scale", "web=2")
+    names = ["shop-db-1", "shop-api-1", "shop-web-1", "shop-web-2"]
+    for service, index in (("db", 1), ("api", 1), ("web", 1), ("web", 2)):
+        hosts = run("exec", "-T", "--index", str(index), service, "cat", "/etc/hosts").stdout
+        for name in names:
+            assert f"\t{name} " in hosts, (service, index, name, hosts)
+    # and a replica added later is named by those made before
+    run("up", "-d", "--scale", "web=3")
+    hosts = run("exec", "-T", "db", "cat", "/etc/hosts").stdout
+    assert "\tshop-web-3 " in hosts, hosts
 
 
 def test_scale_adds_and_removes_replicas(stack: Callable[..., Any]) -> None:
