@@ -106,6 +106,7 @@ class Containers:
         self._read: dict[
             str, tuple[tuple[int, int, int], dict[str, Any], ContainerDescription]
         ] = {}
+        self._paths: dict[str, Path] = {}  # (each directory's Path, made once)
 
     @property
     def runtime(self) -> Any:
@@ -147,7 +148,9 @@ class Containers:
                 continue
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            directory = Path(entry.path)
+            directory = self._paths.get(entry.name) or self._paths.setdefault(
+                entry.name, Path(entry.path)
+            )
             try:
                 record, parsed = self._record(entry.name, entry.path + "/container.json")
                 container = Container(record["id"], record["name"], directory, record, parsed)

@@ -225,11 +225,19 @@ class _Warm:
 
 
 class _Pool:
-    """Pre-made containers (runtime.pool on cgroup v1, runtime.pool2 on v2): ``SIZE`` of them, made one at a
+    """Pre-made containers (runtime.pool on cgroup v1, runtime.pool2 on v2), made one at a
     time and only while no handed-over one is still starting (making one contends for the
-    cgroup lock with a start), handed out only once they say they are ready."""
+    cgroup lock with a start), handed out only once they say they are ready.
+
+    ``SIZE`` are kept ready; after a burst of launches (a stack's up), as many as it had, up to
+    ``MOST`` (each costs some 6 MB while it waits; the server, and its pool, goes after
+    ``IDLE_TIMEOUT`` without launches). None is made within ``QUIET`` of a launch: in a burst
+    a shell would only compete for the CPU with the starts under way."""
 
     SIZE = 2
+    MOST = 8
+    QUIET = 0.05
+    BURST_GAP = 1.0  # launches this close belong to one burst
 
     def __init__(self, config: ServerConfig, enabled: bool, template: _Template) -> None:
         self.enabled = enabled
@@ -240,6 +248,9 @@ class _Pool:
         self.preparing: Any = None
         self.busy: Any = None  # handed over; we make the next once it has created its container
         self.busy_since = 0.0
+        self.last_launch = 0.0
+        self.burst = 0  # launches in the latest burst
+        self.wanted = self.SIZE
 
     def waiting_on(self) -> list[Any]:
         return [s.control for s in (self.busy, self.preparing) if s is not None]
@@ -269,9 +280,25 @@ class _Pool:
             self.enabled
             and self.busy is None
             and self.preparing is None
-            and len(self.ready) < self.SIZE
+            and len(self.ready) < self.wanted
+            and self.quiet_for() <= 0
         ):
             self.preparing = self.template.shell(*self.cgroup, self.staging)
+
+    def quiet_for(self) -> float:
+        """How long until a shell may be made (0 or less: now)."""
+        return self.last_launch + self.QUIET - time.monotonic()
+
+    def wanting(self) -> bool:
+        """Whether a shell is due once the launches have been quiet for long enough."""
+        return self.enabled and self.preparing is None and len(self.ready) < self.wanted
+
+    def launched(self) -> None:
+        """Take note of a launch (the pool grows to the size of the bursts it sees)."""
+        now = time.monotonic()
+        self.burst = self.burst + 1 if now - self.last_launch < self.BURST_GAP else 1
+        self.wanted = max(self.wanted, min(self.MOST, self.burst))
+        self.last_launch = now
 
     def take(self) -> Any:
         if not self.ready:
@@ -329,6 +356,8 @@ def serve(config: ServerConfig) -> None:
         while True:
             try:
                 wait = 0.2 if warm.warm else 1.0  # (a zygote is made, or remade, when idle)
+                if shells.wanting():
+                    wait = min(wait, max(0.0, shells.quiet_for()) + 0.001)
                 ready, _, _ = select.select([listener, *shells.waiting_on()], [], [], wait)
             except InterruptedError:
                 continue
@@ -391,6 +420,7 @@ def _handle(
             return True
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 3 else None
         mark("server-got")
+        shells.launched()
         shell = shells.take() if stdio is None else None
         if shell is not None:
             shell.hand_over(data, conn.fileno())

@@ -114,6 +114,41 @@ def test_pool_serves_default_containers_and_falls_back_for_others(
     assert _pool_cgroups() - before == set()  # stopping the server removes its pre-made container
 
 
+def test_the_pool_grows_to_the_bursts_it_sees_and_makes_nothing_during_one(
+    state_root: Path, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    from runtime.forkserver import _Pool, pool_ready
+
+    root = state_root / "runtime"
+    rt = Runtime(root, fork_server=True)
+    b = bundle(tmp_path / "b", ["sleep", "30"], lower=busybox_rootfs)
+    rt.run("first", b)
+    deadline = time.monotonic() + 10
+    while pool_ready(root) < _Pool.SIZE:
+        assert time.monotonic() < deadline, "the pool did not fill"
+        time.sleep(0.02)
+    time.sleep(_Pool.BURST_GAP + 0.1)  # ("first" is no part of the burst)
+    burst = _Pool.SIZE + 3
+    try:
+        for i in range(burst):  # (back to back: one burst)
+            rt.run(f"burst-{i}", b)
+        # its first two came from the pool, which made no shell while the burst went on
+        assert pool_ready(root) == 0
+        deadline = time.monotonic() + 15
+        while pool_ready(root) < min(burst, _Pool.MOST):
+            assert time.monotonic() < deadline, f"the pool holds {pool_ready(root)} after it"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert pool_ready(root) == min(burst, _Pool.MOST)  # and no more
+    finally:
+        for name in ["first", *(f"burst-{i}" for i in range(burst))]:
+            try:
+                rt.delete(name, force=True)
+            except Exception:
+                pass
+        stop(root)
+
+
 def test_user_namespace_through_the_fork_server(
     state_root: Path, tmp_path: Path, busybox_rootfs: Path
 ) -> None:
