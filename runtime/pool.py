@@ -83,6 +83,9 @@ class Shell:
         would contend with this start."""
         sock = socket.socket(fileno=self.requests)
         self.requests = -1
+        for pid in (self.pid, self.init_pid):  # made at idle priority: from now on it counts
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
         try:
             sent = socket.send_fds(sock, [request], [client])
             sock.sendall(request[sent:])
@@ -141,6 +144,20 @@ def collect_stale(cgroup_root: str, cgroup_parent: str) -> list[str]:
     return removed
 
 
+def idle_priority() -> None:
+    """A shell is made at SCHED_IDLE: on a busy machine it takes only the CPU nobody wants
+    (the starts of a stack's up, the stops of its down come first)."""
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def normal_priority() -> None:
+    """Back to the usual policy at the request (the server sets it for the shell's monitor and
+    init as it hands the request over; this is for a server that could not)."""
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def fork_shell(
     control: socket.socket,
     cgroup_root: str,
@@ -158,6 +175,7 @@ def fork_shell(
     if pid == 0:
         gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
         try:
+            idle_priority()  # (its init inherits it)
             for fd in close_in_child:
                 os.close(fd)
             _shell(control, _Shape(cgroup_root, cgroup_parent, staging))
@@ -219,6 +237,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         pass  # the server is gone: so is its end of the init's socket, and the init sees it
     server_end.close()
     message = from_init.receive() or {}  # when the request is served (or the pool closes)
+    normal_priority()
     fds = from_init.take_fds()
     from_init.close()
     if "watch" in message:
@@ -352,6 +371,7 @@ def _premade_init(
         _warm_up(shape, cgroup)
         to_monitor.send(prepared=True)
         request, fds = _receive_request(requests)
+        normal_priority()
         requests.close()
         if not request or not fds:
             os._exit(0)  # the pool is closing

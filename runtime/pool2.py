@@ -39,6 +39,8 @@ from runtime.monitor import Outputs
 from runtime.pool import (
     _receive_request,
     hand_over,
+    idle_priority,
+    normal_priority,
     parse_request,
     start_ordinarily,
     unfit,
@@ -74,6 +76,7 @@ def fork_shell(
     if pid == 0:
         gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
         try:
+            idle_priority()  # (its holder inherits it)
             for fd in close_in_child:
                 os.close(fd)
             _shell(control, _Shape(cgroup_root, cgroup_parent, staging))
@@ -110,6 +113,7 @@ def _shell(control: socket.socket, shape: _Shape) -> NoReturn:
         pass  # the server is gone: so is its end of the holder's socket, and it sees that
     server_end.close()
     message = from_holder.receive() or {}  # at the request (or when the pool closes)
+    normal_priority()
     init_pid = int(message.get("born") or 0)
     cgroup = str(message.get("cgroup") or "")
     if init_pid:
@@ -157,6 +161,7 @@ def _holder(
         _warm_up(shape)
         to_monitor.send(prepared=True)
         request, fds = _receive_request(requests)
+        normal_priority()
         requests.close()
         if not request or not fds:
             os._exit(0)  # the pool is closing

@@ -185,6 +185,21 @@ class Supervisor:
                         await self.count_restart(container)
 
         await self._adopt_single_containers()
+        await self.thread(self._remove_downed_networks)
+
+    def _remove_downed_networks(self) -> None:
+        """The networks of projects taken down whose removal a crash cut short (``down``
+        answers before its bridges go): a stack's network no known project owns."""
+        known = {spec.name for spec in self.store.projects()}
+        for network in self.containers.networks.all():
+            owner = (network.get("labels") or {}).get(PROJECT_LABEL)
+            if owner and owner not in known:
+                try:
+                    self.containers.networks.remove(network["name"])
+                except UserError:
+                    pass  # in use (a one-off's, say): its project's next down removes it
+                except Exception as exc:
+                    self._log(f"network {network['name']}: {describe(exc)}")
 
     def _unreadable(self) -> list[str]:
         """(blocking) The containers whose files cannot be read, each with the file: they are

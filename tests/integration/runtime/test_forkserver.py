@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -70,6 +71,21 @@ def _pool_cgroups() -> set[str]:
     )
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _under(pid: int, root: Path) -> bool:
+    """Whether ``pid`` was forked by the fork server of ``root`` (its command line says)."""
+    try:
+        return str(root) in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return False
+
+
 @pytest.mark.cgroup_v1
 def test_pool_serves_default_containers_and_falls_back_for_others(
     state_root: Path, tmp_path: Path, busybox_rootfs: Path
@@ -88,7 +104,16 @@ def test_pool_serves_default_containers_and_falls_back_for_others(
         assert time.monotonic() < deadline, "the fork server made no pre-made container"
         time.sleep(0.02)
     sleeper = bundle(tmp_path / "s", ["sleep", "30"], lower=busybox_rootfs)
+    waiting = [
+        pid
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if _comm(pid) == "orc-pool" and _under(pid, root)
+    ]
+    assert waiting and all(os.sched_getscheduler(p) == os.SCHED_IDLE for p in waiting)
     state = rt.run("pooled", sleeper)
+    # made at idle priority, it runs at the usual one (and so does its monitor)
+    assert os.sched_getscheduler(state.pid) == os.SCHED_OTHER
+    assert os.sched_getscheduler(int(state.record["monitor_pid"])) == os.SCHED_OTHER
     # the container runs in a cgroup of its own name, whatever the pre-made one was called
     parent = current_cgroup_parent()
     assert f"pids:/{parent}/pooled\n" in Path(f"/proc/{state.pid}/cgroup").read_text()

@@ -403,3 +403,21 @@ services:
     print(f"restart seen by ps after {took:.2f} s")
     assert took < 1.5, took
     run("down", "-t", "1")
+
+
+def test_a_crash_after_downs_answer_leaves_no_network_for_long(
+    stack: Callable[..., Any], state_root: Path
+) -> None:
+    # ``down`` answers before its bridges go; a supervisor killed just then leaves a network
+    # of a project it no longer knows: the next supervisor removes it.
+    run = stack(TWO)
+    run("up", "-d")  # (pair is a project the supervisor knows)
+    run("network", "create", "--label", "org.orchestrator.project=gone", "gone_default")
+    run("network", "create", "keep_mine")  # (a network of the user's own: none of ours)
+    shut_down_supervisor(state_root)
+    run("up", "-d")  # a new supervisor adopts the stack
+    listed = run("network", "ls").stdout
+    assert "gone_default" not in listed, listed
+    assert "keep_mine" in listed and "pair_default" in listed
+    run("down")
+    run("network", "rm", "keep_mine")
