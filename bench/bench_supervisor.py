@@ -196,11 +196,22 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--idle-containers", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--tmpfs",
+        action="store_true",
+        help="our state root and Docker's data on a tmpfs (the file system out of the figures)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_supervisor: needs root")
     work = Path(tempfile.mkdtemp(prefix="orc-bench-sup-"))
-    root = work / "state"
+    disk = work / "fs"
+    disk.mkdir()
+    if args.tmpfs:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8g", "orc-bench", str(disk)], check=True
+        )
+    root = disk / "state"
     env_parent = os.environ.setdefault("ORCHESTRATOR_CGROUP_PARENT", "orchestrator/bench")
     try:
         subprocess.run(
@@ -209,8 +220,9 @@ def main() -> None:
             capture_output=True,
         )
         orc(root, "image", "import", str(work / "bb.tar"), "busybox")
-        print("supervisor benchmark (medians; the supervisor running already)")
-        with dockerpeer.engine(work) as docker:
+        where = "a tmpfs" if args.tmpfs else _file_system(disk)
+        print(f"supervisor benchmark (medians; the supervisor running already; state on {where})")
+        with dockerpeer.engine(disk) as docker:
             if docker is not None and not shutil.which("docker-compose"):
                 print("  docker-compose is not installed: no ratio")
                 docker = None
@@ -257,7 +269,27 @@ def main() -> None:
                     parent.rmdir()
                 except OSError:
                     pass
+        if args.tmpfs:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _file_system(path: Path) -> str:
+    """The type and options of the file system ``path`` is on (the figures depend on it: on
+    ext4 without a journal, inode allocation skips recently deleted inodes one by one)."""
+    best = ("", "", "?")
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            device, point, kind, *_ = line.split()
+            if str(path).startswith(point) and len(point) >= len(best[1]):
+                best = (device, point, kind)
+    journal = ""
+    if best[2] == "ext4":
+        name = os.path.basename(os.path.realpath(best[0]))
+        task = Path(f"/sys/fs/ext4/{name}/journal_task")
+        if task.exists():
+            journal = ", no journal" if task.read_text().strip() == "<none>" else ", journal"
+    return f"{best[2]} ({best[1]}{journal})"
 
 
 if __name__ == "__main__":
