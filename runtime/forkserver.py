@@ -452,13 +452,13 @@ def _arguments(data: bytes) -> MonitorArgs:
     """(in the monitor) The launch request (runtime.protocol.launch_from_wire)."""
     from runtime.spec import parse_config
 
-    request, raw_config = protocol.launch_from_wire(data)
+    request, config_text = protocol.launch_from_wire(data)
     raw_options = request["options"]
     options = LaunchOptions(**{**raw_options, "cleanup_paths": tuple(raw_options["cleanup_paths"])})
     bundle = Path(request["bundle"])
     return (
         request["id"],
-        lambda: parse_config(raw_config, bundle),
+        lambda: parse_config(json.loads(config_text), bundle),
         Path(request["directory"]),
         options,
     )

@@ -96,10 +96,12 @@ def launch_to_wire(request: dict[str, Any], config: dict[str, Any]) -> bytes:
     return b"%s\n%s\n%s\n" % (LAUNCH, json.dumps(request).encode(), json.dumps(config).encode())
 
 
-def launch_from_wire(data: bytes) -> tuple[dict[str, Any], Any]:
-    """The request dict and the raw config of a launch (parsed in the monitor, not the server)."""
+def launch_from_wire(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The request dict and the config's JSON text of a launch. The request is parsed in the
+    monitor, the config by whoever does the start (a helper, a pre-made init): what a monitor
+    parses stays in its memory as long as its container runs."""
     _, request_line, config_line = data.split(b"\n", 2)
-    return json.loads(request_line), json.loads(config_line)
+    return json.loads(request_line), config_line
 
 
 def lines_expected(op: bytes) -> int:
