@@ -327,6 +327,9 @@ class Networks:
                     raise UserError(f"--network {endpoint.network} is given twice")
                 network = self._network_for(data, endpoint.network)
                 leases.append(self._lease(data, network, endpoint, container_id, description))
+            for index, lease in enumerate(leases):
+                # (named now, made at the first start: its records need no rewrite then)
+                lease["ifname"], lease["veth"] = f"eth{index}", _veth_name()
             data["endpoints"][container_id] = leases
             data["hosts"][container_id] = {
                 "name": name,
@@ -411,11 +414,16 @@ class Networks:
             endpoints = data["endpoints"].get(container_id)
             if not endpoints:
                 return
-            self._unwire(data, container_id)
-            for index, endpoint in enumerate(endpoints):
-                endpoint["ifname"] = f"eth{index}"
-                endpoint["veth"] = "orcv" + secrets.token_hex(6)[:11]
-            self.store.save(data)  # the veths are named before they exist
+            # The veths named at creation serve the first start (none of them exists yet);
+            # after an earlier run, what it left goes and new names are recorded first.
+            if container_id in data["ports"] or not all(
+                ep.get("veth") and not _link_exists(ep["veth"]) for ep in endpoints
+            ):
+                self._unwire(data, container_id)
+                for index, endpoint in enumerate(endpoints):
+                    endpoint["ifname"] = f"eth{index}"
+                    endpoint["veth"] = _veth_name()
+                self.store.save(data)  # the veths are named before they exist
             # What the wiring needs, copied: the kernel's part runs without the store's lock,
             # so that containers starting side by side are wired side by side. (The veths
             # are recorded already; one whose container dies meanwhile goes with its netns.)
@@ -582,7 +590,7 @@ class Networks:
             if self._wired(data, container.id):
                 used = {ep["ifname"] for ep in endpoints if ep.get("ifname")}
                 lease["ifname"] = next(f"eth{n}" for n in range(64) if f"eth{n}" not in used)
-                lease["veth"] = "orcv" + secrets.token_hex(6)[:11]
+                lease["veth"] = _veth_name()
                 self.store.save(data)
                 with self._netns(container.id) as (netns_fd, sock):
                     self._wire(network, lease, netns_fd, sock, want_gateway=False)
@@ -710,7 +718,11 @@ class Networks:
         still holds them) and its published ports' rules."""
         from runtime.net import _netlink, nft
 
-        stale = [ep["veth"] for ep in data["endpoints"].get(container_id, []) if ep.get("veth")]
+        stale = [
+            ep["veth"]
+            for ep in data["endpoints"].get(container_id, [])
+            if ep.get("veth") and _link_exists(ep["veth"])  # (gone with its namespace, mostly)
+        ]
         if stale or container_id in data["ports"]:
             with _host_lock():
                 for veth in stale:
@@ -814,6 +826,18 @@ class Networks:
         return render_hosts(
             meta["hostname"], [ep["ip"] for ep in endpoints], peers, extra, meta.get("domainname")
         )
+
+
+def _veth_name() -> str:
+    return "orcv" + secrets.token_hex(6)[:11]
+
+
+def _link_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)  # (an ioctl: no netlink round trip)
+    except OSError:
+        return False
+    return True
 
 
 def _peers_by_network(data: dict[str, Any]) -> dict[str, list[tuple[str, list[str]]]]:
