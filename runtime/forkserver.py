@@ -231,8 +231,9 @@ class _Pool:
 
     ``SIZE`` are kept ready; after a burst of launches (a stack's up), as many as it had, up to
     ``MOST`` (each costs some 6 MB while it waits; the server, and its pool, goes after
-    ``IDLE_TIMEOUT`` without launches). None is made within ``QUIET`` of a launch: in a burst
-    a shell would only compete for the CPU with the starts under way."""
+    ``IDLE_TIMEOUT`` without launches). While launches come closer than ``QUIET`` to each
+    other, none is made until ``QUIET`` after the last: it would only compete for the CPU with
+    the starts under way. (Shells are made at SCHED_IDLE besides: runtime.pool.)"""
 
     SIZE = 2
     MOST = 8
@@ -250,6 +251,7 @@ class _Pool:
         self.busy_since = 0.0
         self.last_launch = 0.0
         self.burst = 0  # launches in the latest burst
+        self.rushed = False  # whether the latest launch came hard on the previous one
         self.wanted = self.SIZE
 
     def waiting_on(self) -> list[Any]:
@@ -286,7 +288,10 @@ class _Pool:
             self.preparing = self.template.shell(*self.cgroup, self.staging)
 
     def quiet_for(self) -> float:
-        """How long until a shell may be made (0 or less: now)."""
+        """How long until a shell may be made (0 or less: now): launches closer than
+        ``QUIET`` to each other are a burst, and no shell is made until ``QUIET`` after it."""
+        if not self.rushed:
+            return 0.0
         return self.last_launch + self.QUIET - time.monotonic()
 
     def wanting(self) -> bool:
@@ -296,6 +301,7 @@ class _Pool:
     def launched(self) -> None:
         """Take note of a launch (the pool grows to the size of the bursts it sees)."""
         now = time.monotonic()
+        self.rushed = now - self.last_launch < self.QUIET
         self.burst = self.burst + 1 if now - self.last_launch < self.BURST_GAP else 1
         self.wanted = max(self.wanted, min(self.MOST, self.burst))
         self.last_launch = now
