@@ -33,6 +33,9 @@ ANNOTATION_CONFIG_HASH = "org.orchestrator.config-hash"
 ANNOTATION_ONEOFF = "org.orchestrator.oneoff"  # "true" on a stack's one-off container
 ANNOTATION_LABEL_PREFIX = "org.orchestrator.label."
 ANNOTATION_RECORD_VERSION = "org.orchestrator.record-version"
+# Labels of the networks and volumes made for a stack: whose they are, and which of its keys.
+PROJECT_LABEL = ANNOTATION_PROJECT
+NETWORK_LABEL = "org.orchestrator.network"
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 
 DEFAULT_STOP_TIMEOUT = 10.0

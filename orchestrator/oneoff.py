@@ -15,7 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.description import ContainerDescription, from_service
+from orchestrator.description import (
+    NETWORK_LABEL,
+    PROJECT_LABEL,
+    ContainerDescription,
+    from_service,
+)
 from orchestrator.errors import UserError
 
 if TYPE_CHECKING:
@@ -23,8 +28,6 @@ if TYPE_CHECKING:
     from orchestrator.stack.model import Stack
 
 # the labels on the networks made for a stack (the supervisor's: its `down` finds them by these)
-PROJECT_LABEL = "org.orchestrator.project"
-NETWORK_LABEL = "org.orchestrator.network"
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.description import PROJECT_LABEL
 from orchestrator.errors import UserError
 from orchestrator.mountspec import Mount, VolumesFrom
 
-LABEL_PROJECT = "org.orchestrator.project"
+LABEL_PROJECT = PROJECT_LABEL  # (the stack's own: description.PROJECT_LABEL)
 LABEL_VOLUME = "org.orchestrator.volume"
 
 if TYPE_CHECKING:

@@ -482,6 +482,11 @@ def _down_without_supervisor(root: Path, name: str) -> int:
     for container in project_containers(containers, name, oneoffs=True):
         containers.remove(container, force=True)
         print(f" {container.name:30s} removed", file=sys.stderr)
+    if (root / "networks").exists():
+        from orchestrator.description import PROJECT_LABEL
+
+        for network in containers.networks.prune({PROJECT_LABEL: name}):
+            print(f" network {network:22s} removed", file=sys.stderr)
     return 0
 
 

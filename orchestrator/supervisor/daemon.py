@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import trio
 
 from orchestrator.containers import Container, Containers
+from orchestrator.description import NETWORK_LABEL, PROJECT_LABEL
 from orchestrator.errors import UserError
 from orchestrator.paths import images_dir, runtime_dir
 from orchestrator.stack.graph import DependencyGraph
@@ -37,8 +38,6 @@ from runtime.client import ExitStatus, LocalRuntime
 from runtime.errors import Error, NotFound
 from runtime.trace import mark
 
-PROJECT_LABEL = "org.orchestrator.project"  # on the networks and volumes made for a stack
-NETWORK_LABEL = "org.orchestrator.network"
 # Restart a container that turns unhealthy (a service extension; Docker never does).
 UNHEALTHY_RESTART_KEY = "x-restart-on-unhealthy"
 

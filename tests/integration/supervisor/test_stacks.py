@@ -152,6 +152,20 @@ def test_a_killed_supervisor_loses_nothing(stack: Callable[..., Any], state_root
     assert after["shop-db-1"]["pid"] != before["shop-db-1"]["pid"]
 
 
+def test_down_with_no_supervisor_removes_the_containers_and_networks(
+    stack: Callable[..., Any], state_root: Path
+) -> None:
+    run = stack(STACK)
+    run("up", "-d")
+    supervisor = int((state_root / "supervisor.lock").read_text())
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{supervisor}").exists(), what="the supervisor to end")
+    done = run("down")
+    assert "network shop_default" in done.stderr, done.stderr
+    assert rows(run) == {}
+    assert "shop_default" not in run("network", "ls").stdout
+
+
 def test_a_second_supervisor_refuses_naming_the_first(
     stack: Callable[..., Any], orc: Any, state_root: Path
 ) -> None:
