@@ -606,7 +606,7 @@ class ForkServerClient:
                     "directory": str(directory),
                     "options": {**options.__dict__, "cleanup_paths": list(options.cleanup_paths)},
                 }
-                payload = protocol.launch_to_wire(request, config.raw)
+                payload = protocol.launch_to_wire(request, config.raw, config.raw_text)
                 fds = [0, 1, 2] if options.inherit_stdio else []
                 mark("client-send")
                 sent = socket.send_fds(sock, [payload], fds) if fds else sock.send(payload)

@@ -91,9 +91,13 @@ class EnterRequest:
         )
 
 
-def launch_to_wire(request: dict[str, Any], config: dict[str, Any]) -> bytes:
-    """A launch: ``{id, bundle, directory, options}`` and the config JSON, a line each."""
-    return b"%s\n%s\n%s\n" % (LAUNCH, json.dumps(request).encode(), json.dumps(config).encode())
+def launch_to_wire(
+    request: dict[str, Any], config: dict[str, Any], config_text: bytes | None = None
+) -> bytes:
+    """A launch: ``{id, bundle, directory, options}`` and the config JSON, a line each
+    (``config_text``: the config as one line of JSON already)."""
+    text = config_text if config_text is not None else json.dumps(config).encode()
+    return b"%s\n%s\n%s\n" % (LAUNCH, json.dumps(request).encode(), text)
 
 
 def launch_from_wire(data: bytes) -> tuple[dict[str, Any], bytes]:

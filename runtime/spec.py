@@ -15,6 +15,7 @@ field (``process.cwd: must be an absolute path``). Extensions of ours travel as 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -192,6 +193,9 @@ class ContainerConfig:
     hooks: dict[str, tuple[Hook, ...]] = field(default_factory=dict)  # runtime.hooks
     warnings: tuple[str, ...] = ()  # settings this host cannot apply and need not (see below)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the config.json it was read from, when that is one line of JSON (sent as it is to the
+    # fork server rather than encoded again)
+    raw_text: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def clone_flags(self) -> int:
@@ -239,7 +243,11 @@ def load_bundle(bundle: str | os.PathLike[str]) -> ContainerConfig:
         raw = json.loads(raw_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{config_path}: not valid JSON: {exc}") from None
-    return parse_config(raw, path)
+    config = parse_config(raw, path)
+    text = raw_bytes.strip()
+    if b"\n" not in text and b"\r" not in text:
+        config = dataclasses.replace(config, raw_text=text)
+    return config
 
 
 class _Reader:

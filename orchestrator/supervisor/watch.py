@@ -7,6 +7,7 @@ or is removed. The supervisor keeps one per container id and never two.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -51,6 +52,11 @@ class Watch:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
         try:
+            if self.check is None:
+                # (no healthcheck: the loop alone, without a nursery of its own to start it in;
+                # an up of 50 services starts 50 of these)
+                await self._loop(task_status=task_status)
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._start_health()
@@ -63,7 +69,8 @@ class Watch:
             # the host) ends this watch, said in the log, never the supervisor.
             self.supervisor._log(f"{self.container.name}: its watch ended: {_said(exc)}")
             if not started:
-                task_status.started()
+                with contextlib.suppress(RuntimeError):  # (unless the loop said so already)
+                    task_status.started()
         finally:
             self.done.set()
 
@@ -75,8 +82,8 @@ class Watch:
             "die" if decision.reason != "stopped by hand" else "stop",
             decision.reason,
         )
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _start_health(self) -> None:
         if self.check is None or self._nursery is None:
