@@ -138,9 +138,14 @@ class Containers:
         self.broken = []
         try:
             with os.scandir(self.directory) as scan:
-                entries = sorted((e for e in scan), key=lambda e: e.name)
+                entries = sorted(scan, key=lambda e: e.name)
         except FileNotFoundError:
             return []
+        # (what the caches hold of containers gone goes: a supervisor lives long)
+        present = {entry.name for entry in entries}
+        for cache in (self._read, self._paths):
+            for gone in set(cache) - present:
+                del cache[gone]
         result = []
         for entry in entries:
             if entry.name.startswith(".removed-"):
@@ -148,9 +153,9 @@ class Containers:
                 continue
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            directory = self._paths.get(entry.name) or self._paths.setdefault(
-                entry.name, Path(entry.path)
-            )
+            directory = self._paths.get(entry.name)
+            if directory is None:
+                directory = self._paths[entry.name] = Path(entry.path)
             try:
                 record, parsed = self._record(entry.name, entry.path + "/container.json")
                 container = Container(record["id"], record["name"], directory, record, parsed)

@@ -47,7 +47,7 @@ def layer(root: Path, image_id: str, lowers: Sequence[str]) -> str | None:
             (staging / "etc" / name).touch(0o644)
         if etc is not None:
             os.utime(staging / "etc", ns=(etc.st_atime_ns, etc.st_mtime_ns))
-        with contextlib.suppress(FileExistsError, OSError):
+        with contextlib.suppress(OSError):
             os.rename(staging, path)  # (another creation made it first: theirs is the same)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

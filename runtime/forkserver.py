@@ -564,8 +564,8 @@ def _warm_up(root: Path, rounds: int = 30) -> None:
 
 def _warm_up_setup(scratch: Path) -> None:
     """The ordinary start's own work up to its first effect (parsing the config, its limits,
-    its cgroup's place, the state record): a compiled regex, a type's ABC cache, an enum's
-    combined member each cost milliseconds in every helper that meets them first."""
+    its cgroup's place): a compiled regex, a type's ABC cache, an enum's combined member each
+    cost milliseconds in every helper that meets them first."""
     from runtime.cgroups.resources import Resources
     from runtime.launch import LaunchOptions, cgroup_place
     from runtime.spec import parse_config
@@ -577,7 +577,6 @@ def _warm_up_setup(scratch: Path) -> None:
     config = parse_config(spec, scratch)
     Resources.from_oci(config.resources)
     cgroup_place("warm", config, LaunchOptions())
-    json.dumps(spec)
 
 
 # -- client ---------------------------------------------------------------------------------------

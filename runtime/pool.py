@@ -171,14 +171,23 @@ def fork_shell(
     if (cgroup_root, cgroup_parent) not in _collected:
         _collected.add((cgroup_root, cgroup_parent))
         collect_stale(cgroup_root, cgroup_parent)
+    return fork_shell_process(
+        lambda: _shell(control, _Shape(cgroup_root, cgroup_parent, staging)), close_in_child
+    )
+
+
+def fork_shell_process(run: Callable[[], None], close_in_child: tuple[int, ...]) -> int:
+    """Fork a shell's monitor (for either pool): at idle priority, which its children inherit,
+    with ``close_in_child`` closed, running ``run`` (which makes its own shape there: a shape
+    is named by the monitor's pid). Its pid."""
     pid = os.fork()
     if pid == 0:
         gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
         try:
-            idle_priority()  # (its init inherits it)
+            idle_priority()
             for fd in close_in_child:
                 os.close(fd)
-            _shell(control, _Shape(cgroup_root, cgroup_parent, staging))
+            run()
         finally:
             os._exit(0)
     return pid

@@ -23,7 +23,6 @@ A request the holder cannot serve falls back to the ordinary path in the same mo
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import socket
@@ -38,8 +37,8 @@ from runtime.linux import syscalls as sc
 from runtime.monitor import Outputs
 from runtime.pool import (
     _receive_request,
+    fork_shell_process,
     hand_over,
-    idle_priority,
     normal_priority,
     parse_request,
     start_ordinarily,
@@ -72,17 +71,9 @@ def fork_shell(
     close_in_child: tuple[int, ...],
 ) -> int:
     """Fork a v2 shell whose end of the control socket is ``control``; returns its pid."""
-    pid = os.fork()
-    if pid == 0:
-        gc.freeze()  # as in launch.fork_monitor: a collection would copy every shared page
-        try:
-            idle_priority()  # (its holder inherits it)
-            for fd in close_in_child:
-                os.close(fd)
-            _shell(control, _Shape(cgroup_root, cgroup_parent, staging))
-        finally:
-            os._exit(0)
-    return pid
+    return fork_shell_process(
+        lambda: _shell(control, _Shape(cgroup_root, cgroup_parent, staging)), close_in_child
+    )
 
 
 def _shell(control: socket.socket, shape: _Shape) -> NoReturn:

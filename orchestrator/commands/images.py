@@ -154,8 +154,7 @@ def cmd_rmi(args: argparse.Namespace) -> int:
                 print(line)
         except (NotFound, ImageInUse) as exc:
             if len(args.images) == 1:
-                _collect_mountpoints(args)
-                raise
+                raise  # (nothing removed: nothing to collect)
             print(f"orchestrator: {exc}", file=sys.stderr)
             status = 1
     _collect_mountpoints(args)

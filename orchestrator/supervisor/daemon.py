@@ -189,16 +189,14 @@ class Supervisor:
     def _remove_downed_networks(self) -> None:
         """The networks of projects taken down whose removal a crash cut short (``down``
         answers before its bridges go): a stack's network no known project owns."""
-        known = {spec.name for spec in self.store.projects()}
-        for network in self.containers.networks.all():
-            owner = (network.get("labels") or {}).get(PROJECT_LABEL)
-            if owner and owner not in known:
-                try:
-                    self.containers.networks.remove(network["name"])
-                except UserError:
-                    pass  # in use (a one-off's, say): its project's next down removes it
-                except Exception as exc:
-                    self._log(f"network {network['name']}: {describe(exc)}")
+        networks = self.containers.networks
+        owners = {(n.get("labels") or {}).get(PROJECT_LABEL) for n in networks.all()}
+        for owner in owners - {spec.name for spec in self.store.projects()} - {None}:
+            try:
+                # (one still in use, a one-off's say, stays: its project's next down removes it)
+                networks.prune({PROJECT_LABEL: str(owner)})
+            except Exception as exc:
+                self._log(f"networks of project {owner}: {describe(exc)}")
 
     def _unreadable(self) -> list[str]:
         """(blocking) The containers whose files cannot be read, each with the file: they are
@@ -696,10 +694,10 @@ class Supervisor:
             mark("down-removed")
             removed += await self._remove_broken(name)
             if self._nursery is not None:
-                # The bridges go right after the answer: the kernel takes some 50 ms to
+                # The bridges go right after the answer: the kernel takes some 45 ms to
                 # unregister one. Under the project's lock, so that its next up waits for
                 # them; shielded, so that a shutdown waits too.
-                self._nursery.start_soon(self._remove_networks, name)
+                self._nursery.start_soon(self._remove_networks_later, name)
             else:
                 await self.thread(self.remove_networks, name)
             if volumes and stack is not None:
@@ -711,7 +709,7 @@ class Supervisor:
             mark("down-done")
             return removed
 
-    async def _remove_networks(self, project: str) -> None:
+    async def _remove_networks_later(self, project: str) -> None:
         with trio.CancelScope(shield=True):
             async with self.project_lock(project):
                 await self.thread(self.remove_networks, project)
