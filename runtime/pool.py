@@ -296,6 +296,38 @@ def start_ordinarily(
     )
 
 
+def finish_start(
+    config: ContainerConfig,
+    container_id: str,
+    pid: int,
+    directory: Path,
+    options: LaunchOptions,
+    record: dict[str, Any],
+    premounted: premount.Premounted | None,
+    to_monitor: Channel,
+    cgroup_version: int | None = None,
+) -> init.Ready:
+    """(a pre-made init, either pool's, at its request, its cgroup ready) The rest of the
+    start: state.json, the root filesystem, the pivot and checks; then the watch goes to the
+    monitor. What ``init.execute`` needs."""
+    # Listening before the state is written: whoever finds the container finds its monitor.
+    listener = monitor._listen(directory)
+    write_json_atomic(directory / "state.json", record)
+    fifo = str(directory / "exec.fifo") if options.create_only else None
+    ready = init.prepare(
+        config,
+        fifo,
+        lambda: None,
+        premounted,
+        seccomp.cache_of(directory),
+        lambda: hooks.state(container_id, "created", pid, str(config.bundle), config.annotations),
+        cgroup_version,
+    )
+    # Ready: the monitor watches from now on, then the client hears of us.
+    hand_over(ready, container_id, pid, directory, options, listener, to_monitor)
+    return ready
+
+
 def hand_over(
     ready: Any,
     container_id: str,
@@ -378,14 +410,7 @@ def _premade_init(
         identity.close()
         cgroup = pool.pinned()  # reaches the cgroup whatever its name
         _warm_up(shape, cgroup)
-        to_monitor.send(prepared=True)
-        request, fds = _receive_request(requests)
-        normal_priority()
-        requests.close()
-        if not request or not fds:
-            os._exit(0)  # the pool is closing
-        mark("init")
-        report = Channel(fds[0])
+        request, report = take_request(requests, to_monitor)
         container_id, source, directory, options = parse_request(request)
         config = source() if callable(source) else source
         reason = unfit(config, options, shape)
@@ -409,22 +434,9 @@ def _premade_init(
         record = launch.state_record(
             container_id, config, options, pid, named, starts, monitor_pid=monitor_pid
         )
-        # Listening before the state is written: whoever finds the container finds its monitor.
-        listener = monitor._listen(directory)
-        write_json_atomic(directory / "state.json", record)
-        fifo = str(directory / "exec.fifo") if options.create_only else None
-        ready = init.prepare(
-            config,
-            fifo,
-            lambda: None,
-            premounted,
-            seccomp.cache_of(directory),
-            lambda: hooks.state(
-                container_id, "created", pid, str(config.bundle), config.annotations
-            ),
+        ready = finish_start(
+            config, container_id, pid, directory, options, record, premounted, to_monitor
         )
-        # Ready: the monitor watches from now on, then the client hears of us.
-        hand_over(ready, container_id, pid, directory, options, listener, to_monitor)
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:  # the monitor cleans up, then tells the client
@@ -433,6 +445,19 @@ def _premade_init(
         finally:
             os._exit(1)
     init.execute(config, ready, stdio)
+
+
+def take_request(requests: socket.socket, to_monitor: Channel) -> tuple[bytes, Channel]:
+    """(a pre-made init or holder, made) Tell the monitor it is ready, wait for the launch
+    request; the request and the client's connection. Exits when the pool closes instead."""
+    to_monitor.send(prepared=True)
+    request, fds = _receive_request(requests)
+    normal_priority()
+    requests.close()
+    if not request or not fds:
+        os._exit(0)  # the pool is closing
+    mark("init")
+    return request, Channel(fds[0])
 
 
 def _receive_request(sock: socket.socket) -> tuple[bytes, list[int]]:

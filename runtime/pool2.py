@@ -28,7 +28,7 @@ import signal
 import socket
 from typing import Any, NoReturn
 
-from runtime import hooks, init, launch, monitor, premount, rootfs, seccomp
+from runtime import init, launch, monitor, premount, rootfs
 from runtime.cgroups import open_manager
 from runtime.cgroups.resources import Resources
 from runtime.channel import Channel, pipe_pair, socket_pair
@@ -36,15 +36,15 @@ from runtime.errors import SetupError
 from runtime.linux import syscalls as sc
 from runtime.monitor import Outputs
 from runtime.pool import (
-    _receive_request,
+    finish_start,
     fork_shell_process,
-    hand_over,
     normal_priority,
     parse_request,
     start_ordinarily,
+    take_request,
     unfit,
 )
-from runtime.state import process_start_time, write_json_atomic
+from runtime.state import process_start_time
 from runtime.trace import mark
 
 # The holder's namespaces: the init's cgroup namespace comes after its birth in its cgroup.
@@ -150,14 +150,7 @@ def _holder(
         except OSError:
             premounted = None  # a kernel without one of them: the request mounts them itself
         _warm_up(shape)
-        to_monitor.send(prepared=True)
-        request, fds = _receive_request(requests)
-        normal_priority()
-        requests.close()
-        if not request or not fds:
-            os._exit(0)  # the pool is closing
-        mark("init")
-        report = Channel(fds[0])
+        request, report = take_request(requests, to_monitor)
         container_id, source, directory, options = parse_request(request)
         config = source() if callable(source) else source
         reason = unfit(config, options, shape)  # type: ignore[arg-type]
@@ -250,22 +243,17 @@ def _init(
             starts,
             monitor_pid=monitor_pid,
         )
-        # Listening before the state is written: whoever finds the container finds its monitor.
-        listener = monitor._listen(directory)
-        write_json_atomic(directory / "state.json", record)
-        fifo = str(directory / "exec.fifo") if options.create_only else None
-        ready = init.prepare(
+        ready = finish_start(
             config,
-            fifo,
-            lambda: None,
+            container_id,
+            pid,
+            directory,
+            options,
+            record,
             premounted,
-            seccomp.cache_of(directory),
-            lambda: hooks.state(
-                container_id, "created", pid, str(config.bundle), config.annotations
-            ),
+            to_monitor,
             options.cgroup_version,
         )
-        hand_over(ready, container_id, pid, directory, options, listener, to_monitor)
         report.send(pid=pid, monitor_pid=monitor_pid)
     except Exception as exc:
         try:
