@@ -53,8 +53,8 @@ def _visits(port: int) -> int:
     return int(json.loads(text.split("api says: ")[1].split("</p>")[0])["visits"])
 
 
-def _rows(run: Any) -> dict[str, dict[str, Any]]:
-    return {r["service"]: r for r in json.loads(run("ps", "--format", "json").stdout)}
+def _rows(run: Any, *flags: str) -> dict[str, dict[str, Any]]:
+    return {r["service"]: r for r in json.loads(run("ps", *flags, "--format", "json").stdout)}
 
 
 def test_the_webstack_example(webstack: Any) -> None:
@@ -72,8 +72,9 @@ def test_the_webstack_example(webstack: Any) -> None:
     assert _visits(run.port) == first + 1
     # a tier killed from outside is healed by its restart policy
     os.kill(rows["api"]["pid"], signal.SIGKILL)
-    wait_for(lambda: _rows(run)["api"]["restart_count"] == 1, what="api restarted")
-    wait_for(lambda: _rows(run)["api"]["state"] == "running", what="api running")
+    # (-a: between its death and its restart, ps alone does not list it)
+    wait_for(lambda: _rows(run, "-a")["api"]["restart_count"] == 1, what="api restarted")
+    wait_for(lambda: _rows(run, "-a")["api"]["state"] == "running", what="api running")
     deadline = time.monotonic() + 10
     while True:
         try:
