@@ -36,6 +36,7 @@ from orchestrator.paths import containers_dir, images_dir, runtime_dir
 from orchestrator.volumes import Volumes
 from runtime import state as rstate
 from runtime.errors import NotFound, StateError
+from runtime.linux.topdir import mark_top
 
 # Kept for importers; the description module owns them.
 ANNOTATION_NAME = description_module.ANNOTATION_NAME
@@ -107,6 +108,7 @@ class Containers:
             str, tuple[tuple[int, int, int], dict[str, Any], ContainerDescription]
         ] = {}
         self._paths: dict[str, Path] = {}  # (each directory's Path, made once)
+        self._spread = False  # whether containers/ is marked to spread its subdirectories
 
     @property
     def runtime(self) -> Any:
@@ -284,6 +286,9 @@ class Containers:
         # are killed from here on, the next command sees whose it was, and collects it). The
         # rest goes on outside it, so that creations run side by side.
         with self._lock():
+            if not self._spread:  # (see runtime.linux.topdir)
+                mark_top(self.directory)
+                self._spread = True
             name = options.name or _random_name(self)
             if options.name:
                 _check_name(options.name)

@@ -28,6 +28,7 @@ from runtime import hooks
 from runtime import state as st
 from runtime.errors import Error, NotFound, StateError
 from runtime.launching import LaunchOptions
+from runtime.linux.topdir import mark_top
 from runtime.logs import timestamp
 from runtime.monitor_client import wait_exit
 from runtime.spec import ContainerConfig, load_bundle
@@ -53,6 +54,7 @@ class Runtime:
         self.cgroup_root = cgroup_root
         self.cgroup_parent = cgroup_parent or default_parent()
         self.cgroup_version = _preload_cgroups(cgroup_root, managers=not fork_server)
+        self._spread = False  # whether the root is made and marked to spread its directories
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -89,6 +91,9 @@ class Runtime:
     ) -> st.ContainerState:
         st.validate_id(container_id)
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self._spread:  # (see runtime.linux.topdir)
+            mark_top(self.root)
+            self._spread = True
         self.forget_exit(container_id)  # a new container of that id: the old one's exit goes
         options = LaunchOptions(
             create_only=create_only,

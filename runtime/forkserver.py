@@ -36,6 +36,7 @@ from runtime.errors import Error, SetupError
 from runtime.filelock import open_lock, try_lock
 from runtime.launching import Launched, LaunchOptions, finish_launch, prepare_directory
 from runtime.linux import syscalls as sc
+from runtime.linux.topdir import mark_top
 from runtime.trace import mark
 
 if TYPE_CHECKING:  # (the server's side imports them: a client need not)
@@ -355,6 +356,7 @@ def serve(config: ServerConfig) -> None:
     template = _Template(inherited_by_no_one)
     shells = _Pool(config, pool, template)
     shells.staging.mkdir(exist_ok=True)
+    mark_top(shells.staging)  # (runtime.linux.topdir)
     warm = _Warm(config.zygote)
     last = time.monotonic()
     try:
