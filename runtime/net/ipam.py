@@ -11,6 +11,7 @@ container gets a new address and nobody keeps talking to the old one by mistake.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -116,7 +117,9 @@ def check_address(subnet: Network, text: str, reserved: Iterable[str]) -> str:
 
 def next_address(subnet: Network, reserved: Iterable[str], after: str | None = None) -> str:
     """The first free host address after ``after`` (the last one handed out), wrapping."""
-    taken = {int(ipaddress.IPv4Address(a)) for a in reserved}
+    # (our own records' dotted quads: inet_aton reads them ten times faster than
+    # IPv4Address, and every lease of the network is read at every creation)
+    taken = {int.from_bytes(socket.inet_aton(a), "big") for a in reserved}
     first = int(subnet.network_address) + 1
     last = int(subnet.broadcast_address) - 1
     count = last - first + 1
