@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from orchestrator.containers import Container, Containers
+from orchestrator.containers import Container, Containers, delete_leftovers
 from orchestrator.description import NETWORK_LABEL, PROJECT_LABEL
 from orchestrator.errors import UserError
 from orchestrator.paths import images_dir, runtime_dir
@@ -424,15 +424,22 @@ class Supervisor:
         await self.emit(container, "stop")
 
     async def remove_container(
-        self, container: Container, timeout: float | None = None, release_network: bool = True
+        self,
+        container: Container,
+        timeout: float | None = None,
+        release_network: bool = True,
+        leftovers: list[Path] | None = None,
     ) -> None:
         """Stop and remove it. Without ``release_network``, the caller releases the network
-        records of all it removes at once (``networks.forget_removed``)."""
+        records of all it removes at once (``networks.forget_removed``); with ``leftovers``, it
+        deletes the directory later (``Containers.remove``)."""
         try:
             await self.stop_container(container, timeout)
         except Exception as exc:  # (remove forcibly all the same: it is going)
             self._log(f"{container.name}: stopping before removal: {type(exc).__name__}: {exc}")
-        await self.thread(self.containers.remove, container, True, False, release_network)
+        await self.thread(
+            self.containers.remove, container, True, False, release_network, leftovers
+        )
         self.watches.pop(container.id, None)
         self.health.pop(container.id, None)
         self._start_locks.pop(container.id, None)
@@ -681,12 +688,15 @@ class Supervisor:
             # (its one-off containers too: they hold its networks)
             containers = await self.thread(project_containers, self.containers, name, True)
             removed: list[str] = []
+            leftovers: list[Path] = []  # (their directories, deleted after the answer)
             try:
                 for layer in _stop_layers(stack, containers):
                     async with trio.open_nursery() as nursery:
                         for container in layer:
                             removed.append(container.name)
-                            nursery.start_soon(self.remove_container, container, timeout, False)
+                            nursery.start_soon(
+                                self.remove_container, container, timeout, False, leftovers
+                            )
             finally:
                 # (all of them at once, whatever happened: the removed ones' leases, veths,
                 # port rules, and their peers' hosts files)
@@ -694,11 +704,12 @@ class Supervisor:
             mark("down-removed")
             removed += await self._remove_broken(name)
             if self._nursery is not None:
-                # The bridges go right after the answer: the kernel takes some 45 ms to
-                # unregister one. Under the project's lock, so that its next up waits for
-                # them; shielded, so that a shutdown waits too.
-                self._nursery.start_soon(self._remove_networks_later, name)
+                # The bridges and the containers' files go right after the answer: the kernel
+                # takes some 45 ms to unregister a bridge. Under the project's lock, so that its
+                # next up waits for them; shielded, so that a shutdown waits too.
+                self._nursery.start_soon(self._clean_up_later, name, leftovers)
             else:
+                await self.thread(delete_leftovers, leftovers)
                 await self.thread(self.remove_networks, name)
             if volumes and stack is not None:
                 from orchestrator import stackvolumes
@@ -709,9 +720,10 @@ class Supervisor:
             mark("down-done")
             return removed
 
-    async def _remove_networks_later(self, project: str) -> None:
+    async def _clean_up_later(self, project: str, leftovers: list[Path]) -> None:
         with trio.CancelScope(shield=True):
             async with self.project_lock(project):
+                await self.thread(delete_leftovers, leftovers)
                 await self.thread(self.remove_networks, project)
                 mark("down-networks-removed")
 

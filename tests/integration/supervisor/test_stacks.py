@@ -194,6 +194,31 @@ def test_bad_input_changes_nothing(stack: Callable[..., Any], state_root: Path) 
 
 
 @pytest.mark.slow
+def test_downs_files_go_right_after_its_answer(stack: Callable[..., Any], state_root: Path) -> None:
+    """`down` answers once its containers are stopped and their records gone; their files go
+    just after (Containers.remove's leftovers); a removal whose remover was killed first is
+    finished by the next listing."""
+    import subprocess
+
+    run = stack(STACK)
+    run("up", "-d")
+    containers = state_root / "containers"
+    assert len([p for p in containers.iterdir() if not p.name.startswith(".")]) == 3
+    run("down")
+    assert rows(run) == {}
+    wait_for(
+        lambda: [p.name for p in containers.iterdir()] == [".lock"],
+        what="the containers' files deleted",
+    )
+    # a removal cut short: the remover (a process now gone) had renamed it out of sight
+    remover = subprocess.Popen(["true"])
+    remover.wait()
+    orphan = containers / f".removed-{'a' * 64}-{remover.pid}-1"
+    (orphan / "upper").mkdir(parents=True)
+    run("ps", "-a")
+    assert not orphan.exists()
+
+
 def test_up_and_down_converge_after_kills_at_any_point(
     stack: Callable[..., Any], state_root: Path, orc: Any
 ) -> None:
