@@ -58,10 +58,23 @@ def read_choice(value: str, where: str) -> str:
 
 
 def oci_section(choice: str | None, bounding: list[str]) -> dict[str, Any] | None:
-    """``linux.seccomp`` for a container whose bounding set is ``bounding`` (None: unconfined)."""
+    """``linux.seccomp`` for a container whose bounding set is ``bounding`` (None: unconfined).
+    Docker's default profile's sections are made once per bounding set in a process and shared:
+    the caller must not change them (config.json is only written from them)."""
     if choice == UNCONFINED:
         return None
-    text = DEFAULT_PROFILE.read_text() if choice is None else choice
+    if choice is None:
+        key = tuple(bounding)
+        if key not in _DEFAULT_SECTIONS:
+            _DEFAULT_SECTIONS[key] = _section(DEFAULT_PROFILE.read_text(), bounding)
+        return _DEFAULT_SECTIONS[key]
+    return _section(choice, bounding)
+
+
+_DEFAULT_SECTIONS: dict[tuple[str, ...], dict[str, Any] | None] = {}
+
+
+def _section(text: str, bounding: list[str]) -> dict[str, Any] | None:
     try:
         profile = json.loads(text)
     except ValueError as exc:

@@ -81,6 +81,12 @@ from runtime.image.tarstream import Limits
 
 STATE_VERSION = 1
 _SHORT_HEX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{1,64})")
+# Small blobs (manifests, configs) read and checked in this process, by file: a blob's content
+# is its digest's, so an entry is never stale while its file is there (checked by its
+# identity). Callers open a store per call (the supervisor resolves an image several times
+# per container it makes); this keeps the reads and the hashing to once per blob.
+_VERIFIED: dict[tuple[str, str], tuple[tuple[int, int], bytes]] = {}
+_VERIFIED_MOST = 512
 
 
 @dataclass
@@ -271,13 +277,23 @@ class ImageStore:
             raise NotFound(f"blob {digest} is not in the store") from None
 
     def read_blob(self, digest: str, what: str = "blob") -> bytes:
-        """A small blob (manifest, config), its digest checked again as it is read."""
+        """A small blob (manifest, config), its digest checked again as it is read (or as this
+        process last read that very file)."""
         with self.open_blob(digest) as f:
+            info = os.fstat(f.fileno())
+            identity = (info.st_ino, info.st_mtime_ns)
+            key = (str(self.blobs_root), digest)
+            known = _VERIFIED.get(key)
+            if known is not None and known[0] == identity:
+                return known[1]
             data = f.read(MAX_JSON + 1)
         if len(data) > MAX_JSON:
             raise InvalidImage(f"{what} {digest} is larger than {MAX_JSON} bytes")
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise InvalidImage(f"{what} {digest} in the store does not match its digest")
+        if len(_VERIFIED) >= _VERIFIED_MOST:
+            _VERIFIED.clear()
+        _VERIFIED[key] = (identity, data)
         return data
 
     def _json_blob(self, digest: str, what: str) -> Any:

@@ -242,3 +242,18 @@ def test_state_is_replaced_atomically(store: ImageStore, tmp_path: Path) -> None
 def test_import_of_a_missing_file(store: ImageStore, tmp_path: Path) -> None:
     with pytest.raises(InvalidImage, match="cannot read"):
         store.import_rootfs_tar(tmp_path / "nope.tar", "x")
+
+
+def test_a_blob_changed_on_disk_is_caught_after_it_was_read(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    # (small blobs are read and checked once per file in a process: runtime.image.store)
+    image = store.import_rootfs_tar(layer_tar(tmp_path, "c", b"c"), "checked")
+    again = ImageStore(store.root)  # another store object of the same root: read once only
+    assert again.resolve("checked").config == image.config
+    path = store.blob_path(image.id)
+    data = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(data.replace(b'"architecture"', b'"Architecture"'))  # the same size
+    with pytest.raises(InvalidImage, match="does not match its digest"):
+        ImageStore(store.root).resolve("checked")
