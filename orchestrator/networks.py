@@ -554,12 +554,26 @@ class Networks:
             ids = {n["id"] for name in network_names if (n := _find(data, name)) is not None}
             self._refresh_hosts(data, ids)
 
-    def forget_removed(self) -> None:
+    def forget_removed(self, veths_later: list[str] | None = None) -> None:
         """``release`` for every container removed without it (a stack's down removes them all,
         then releases them in one edit: one rewrite of the records and of the peers' hosts
-        files, not one per container)."""
+        files, not one per container). With ``veths_later``, the host ends of veths still
+        there are named in it rather than deleted: their network namespaces are going (the
+        kernel removes them with it), and a deletion of our own waits some 30 ms for the
+        kernel; the caller deletes what is left of them later (``delete_veths``)."""
         with self.store.edit() as data:
-            self._collect(data)
+            self._collect(data, veths_later)
+
+    def delete_veths(self, names: Sequence[str]) -> None:
+        """Delete those of the veths ``names`` that are still there (``forget_removed``)."""
+        from runtime.net import _netlink
+
+        stale = [name for name in names if _link_exists(name)]
+        if stale:
+            with _host_lock():
+                for name in stale:
+                    if _link_exists(name):
+                        _netlink.delete_link(name)
 
     def connect(
         self,
@@ -713,9 +727,12 @@ class Networks:
         endpoints = data["endpoints"].get(container_id, [])
         return self._running(container_id) and any(ep.get("veth") for ep in endpoints)
 
-    def _unwire(self, data: dict[str, Any], container_id: str) -> None:
+    def _unwire(
+        self, data: dict[str, Any], container_id: str, veths_later: list[str] | None = None
+    ) -> None:
         """What an earlier run of the container left: its veths (if its network namespace
-        still holds them) and its published ports' rules."""
+        still holds them; with ``veths_later``, named there instead: see ``forget_removed``)
+        and its published ports' rules."""
         from runtime.net import _netlink, nft
 
         stale = [
@@ -723,6 +740,9 @@ class Networks:
             for ep in data["endpoints"].get(container_id, [])
             if ep.get("veth") and _link_exists(ep["veth"])  # (gone with its namespace, mostly)
         ]
+        if veths_later is not None:
+            veths_later += stale
+            stale = []
         if stale or container_id in data["ports"]:
             with _host_lock():
                 for veth in stale:
@@ -736,15 +756,18 @@ class Networks:
             endpoint["veth"] = None
         data["ports"].pop(container_id, None)
 
-    def _forget(self, data: dict[str, Any], container_id: str) -> set[str]:
+    def _forget(
+        self, data: dict[str, Any], container_id: str, veths_later: list[str] | None = None
+    ) -> set[str]:
         """Drop a container's veths, rules and leases; the networks it was on."""
-        self._unwire(data, container_id)
+        self._unwire(data, container_id, veths_later)
         endpoints = data["endpoints"].pop(container_id, [])
         data["hosts"].pop(container_id, None)
         return {ep["network"] for ep in endpoints}
 
-    def _collect(self, data: dict[str, Any]) -> None:
-        """Finish what crashed commands left, forget containers that are gone."""
+    def _collect(self, data: dict[str, Any], veths_later: list[str] | None = None) -> None:
+        """Finish what crashed commands left, forget containers that are gone (their veths
+        named in ``veths_later``, if given, rather than deleted)."""
         affected: set[str] = set()
         known = set(data["endpoints"]) | set(data["hosts"]) | set(data["ports"])
         try:
@@ -752,7 +775,7 @@ class Networks:
         except FileNotFoundError:
             present = set()
         for container_id in known - present:
-            affected |= self._forget(data, container_id)
+            affected |= self._forget(data, container_id, veths_later)
         for network in list(data["networks"].values()):
             if network.get("state") != "ready" and creator_gone(network):
                 self._destroy_locked(data, network)

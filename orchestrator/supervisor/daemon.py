@@ -689,6 +689,7 @@ class Supervisor:
             containers = await self.thread(project_containers, self.containers, name, True)
             removed: list[str] = []
             leftovers: list[Path] = []  # (their directories, deleted after the answer)
+            veths: list[str] = []  # (and their veths the kernel has not removed yet)
             try:
                 for layer in _stop_layers(stack, containers):
                     async with trio.open_nursery() as nursery:
@@ -700,17 +701,16 @@ class Supervisor:
             finally:
                 # (all of them at once, whatever happened: the removed ones' leases, veths,
                 # port rules, and their peers' hosts files)
-                await self.thread(self.containers.networks.forget_removed)
+                await self.thread(self.containers.networks.forget_removed, veths)
             mark("down-removed")
             removed += await self._remove_broken(name)
             if self._nursery is not None:
                 # The bridges and the containers' files go right after the answer: the kernel
                 # takes some 45 ms to unregister a bridge. Under the project's lock, so that its
                 # next up waits for them; shielded, so that a shutdown waits too.
-                self._nursery.start_soon(self._clean_up_later, name, leftovers)
+                self._nursery.start_soon(self._clean_up_later, name, leftovers, veths)
             else:
-                await self.thread(delete_leftovers, leftovers)
-                await self.thread(self.remove_networks, name)
+                await self._clean_up(name, leftovers, veths)
             if volumes and stack is not None:
                 from orchestrator import stackvolumes
 
@@ -720,12 +720,18 @@ class Supervisor:
             mark("down-done")
             return removed
 
-    async def _clean_up_later(self, project: str, leftovers: list[Path]) -> None:
+    async def _clean_up_later(self, project: str, leftovers: list[Path], veths: list[str]) -> None:
         with trio.CancelScope(shield=True):
             async with self.project_lock(project):
-                await self.thread(delete_leftovers, leftovers)
-                await self.thread(self.remove_networks, project)
+                await self._clean_up(project, leftovers, veths)
                 mark("down-networks-removed")
+
+    async def _clean_up(self, project: str, leftovers: list[Path], veths: list[str]) -> None:
+        """What a ``down`` leaves to after its answer: the containers' files, the veths the
+        kernel has not removed with their namespaces yet, the project's networks."""
+        await self.thread(delete_leftovers, leftovers)
+        await self.thread(self.containers.networks.delete_veths, veths)
+        await self.thread(self.remove_networks, project)
 
     async def _remove_broken(self, project: str) -> list[str]:
         """The project's containers whose record cannot be read (the database says whose they

@@ -219,6 +219,29 @@ def test_downs_files_go_right_after_its_answer(stack: Callable[..., Any], state_
     assert not orphan.exists()
 
 
+def test_a_veth_whose_namespace_lives_on_goes_after_downs_answer(
+    stack: Callable[..., Any],
+) -> None:
+    """`down` leaves the veths the kernel has not removed with their namespaces to after its
+    answer (networks.forget_removed); one whose namespace outlives its container (held open
+    here) is deleted then."""
+
+    def ours() -> set[str]:
+        return {name for name in os.listdir("/sys/class/net") if name.startswith("orc")}
+
+    run = stack(STACK)
+    run("up", "-d")
+    pid = rows(run)["shop-db-1"]["pid"]
+    held = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        assert len(ours()) == 4  # the bridge, a veth per container
+        run("down")
+        assert rows(run) == {}
+        wait_for(lambda: not ours(), what="the bridge and every veth gone")
+    finally:
+        os.close(held)
+
+
 def test_up_and_down_converge_after_kills_at_any_point(
     stack: Callable[..., Any], state_root: Path, orc: Any
 ) -> None:
