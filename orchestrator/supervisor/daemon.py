@@ -690,6 +690,7 @@ class Supervisor:
             removed: list[str] = []
             leftovers: list[Path] = []  # (their directories, deleted after the answer)
             veths: list[str] = []  # (and their veths the kernel has not removed yet)
+            done = False
             try:
                 for layer in _stop_layers(stack, containers):
                     async with trio.open_nursery() as nursery:
@@ -698,10 +699,14 @@ class Supervisor:
                             nursery.start_soon(
                                 self.remove_container, container, timeout, False, leftovers
                             )
+                done = True
             finally:
                 # (all of them at once, whatever happened: the removed ones' leases, veths,
                 # port rules, and their peers' hosts files)
                 await self.thread(self.containers.networks.forget_removed, veths)
+                if not done:  # (no answer to hurry: what the removed left goes at once)
+                    with trio.CancelScope(shield=True):
+                        await self._clean_up(None, leftovers, veths)
             mark("down-removed")
             removed += await self._remove_broken(name)
             if self._nursery is not None:
@@ -726,12 +731,14 @@ class Supervisor:
                 await self._clean_up(project, leftovers, veths)
                 mark("down-networks-removed")
 
-    async def _clean_up(self, project: str, leftovers: list[Path], veths: list[str]) -> None:
+    async def _clean_up(self, project: str | None, leftovers: list[Path], veths: list[str]) -> None:
         """What a ``down`` leaves to after its answer: the containers' files, the veths the
-        kernel has not removed with their namespaces yet, the project's networks."""
+        kernel has not removed with their namespaces yet, the project's networks (None: a
+        ``down`` that failed keeps them)."""
         await self.thread(delete_leftovers, leftovers)
         await self.thread(self.containers.networks.delete_veths, veths)
-        await self.thread(self.remove_networks, project)
+        if project is not None:
+            await self.thread(self.remove_networks, project)
 
     async def _remove_broken(self, project: str) -> list[str]:
         """The project's containers whose record cannot be read (the database says whose they
