@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from orchestrator.containers import Containers
     from orchestrator.stack.model import Stack
 
-# the labels on the networks made for a stack (the supervisor's: its `down` finds them by these)
-
 
 @dataclass(frozen=True)
 class Overrides:

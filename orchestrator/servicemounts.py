@@ -15,7 +15,6 @@ from orchestrator.description import PROJECT_LABEL
 from orchestrator.errors import UserError
 from orchestrator.mountspec import Mount, VolumesFrom
 
-LABEL_PROJECT = PROJECT_LABEL  # (the stack's own: description.PROJECT_LABEL)
 LABEL_VOLUME = "org.orchestrator.volume"
 
 if TYPE_CHECKING:
@@ -72,6 +71,6 @@ def _mount(m: StackMount, project: str, names: dict[str, str], service: str) -> 
         return Mount("volume", m.target, None, m.read_only, nocopy=m.nocopy)
     # Labelled as orchestrator.stackvolumes.ensure labels it, should the container be the one
     # to make it (the supervisor makes the stack's volumes first; an external one must exist).
-    labels = (f"{LABEL_PROJECT}={project}", f"{LABEL_VOLUME}={m.source}")
+    labels = (f"{PROJECT_LABEL}={project}", f"{LABEL_VOLUME}={m.source}")
     name = names.get(m.source, f"{project}_{m.source}")
     return Mount("volume", m.target, name, m.read_only, nocopy=m.nocopy, volume_labels=labels)

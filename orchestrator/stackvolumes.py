@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.description import PROJECT_LABEL
 from orchestrator.errors import NotFoundError, UserError
-from orchestrator.servicemounts import LABEL_PROJECT, LABEL_VOLUME
+from orchestrator.servicemounts import LABEL_VOLUME
 from orchestrator.volumes import Volumes
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def ensure(root: Path, stack: Stack) -> list[str]:
     for key, volume in stack.volumes.items():
         if volume.external:
             continue
-        labels = {**volume.labels, LABEL_PROJECT: stack.name, LABEL_VOLUME: key}
+        labels = {**volume.labels, PROJECT_LABEL: stack.name, LABEL_VOLUME: key}
         _, new = volumes.create(volume.name, labels, dict(volume.driver_opts), exist_ok=True)
         if new:
             made.append(volume.name)
@@ -55,6 +56,6 @@ def remove(root: Path, stack: Stack) -> list[str]:
         for v in stack.volumes.values()
         if not v.external
         and (found := volumes.find(v.name)) is not None
-        and found.record.get("labels", {}).get(LABEL_PROJECT) == stack.name
+        and found.record.get("labels", {}).get(PROJECT_LABEL) == stack.name
     ]
     return volumes.remove_unused(names)
